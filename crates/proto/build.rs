@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
 
     tonic_prost_build::configure()
+        // Undecodable requests must be INVALID_ARGUMENT, not prost's INTERNAL (see src/codec.rs).
+        .codec_path("crate::codec::StrictProstCodec")
         .file_descriptor_set_path(out_dir.join("groups_v1_descriptor.bin"))
         .compile_with_config(
             config,

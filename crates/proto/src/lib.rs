@@ -1,4 +1,8 @@
 //! Generated code for the `groups.v1` wire contract (`proto/groups/v1`), re-exported as is.
+//!
+//! The one hand-written piece is [`codec`]: the generated services decode with it.
+
+pub mod codec;
 
 /// Messages, client and server of package `groups.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

@@ -1,0 +1,161 @@
+//! The r2d2 pool of PostgreSQL connections, and the `Store` handle the server holds.
+//!
+//! The pool does not ping a connection on checkout (that would double the round trips of a
+//! removal); instead a connection that failed at the database is marked broken and r2d2 drops it
+//! when it comes back, so the pool heals by itself after an outage.
+
+use std::time::Duration;
+
+use diesel::pg::PgConnection;
+use diesel::{Connection, RunQueryDsl};
+use groups_core::{Credential, DomainError, RemovalRequest};
+
+use crate::removal::PgMembershipStore;
+
+/// Pool settings. The defaults suit a 2-core machine (see the README's Performance section).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Most connections open at once.
+    pub max_size: u32,
+    /// Connections kept open while idle (`None`: as many as `max_size`).
+    pub min_idle: Option<u32>,
+    /// How long a request waits for a free connection before answering "unavailable".
+    /// SPEC: 5 s or less by default, never r2d2's 30 s.
+    pub checkout_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            min_idle: None,
+            checkout_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A pooled connection, with a flag the store sets when the connection failed.
+pub struct PooledConn {
+    conn: PgConnection,
+    broken: bool,
+}
+
+impl std::fmt::Debug for PooledConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+impl PooledConn {
+    /// The diesel connection.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// Marks the connection as unusable: the pool closes it instead of reusing it.
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+/// Opens connections for r2d2 from a database URL.
+#[derive(Debug)]
+pub(crate) struct ConnectionManager {
+    database_url: String,
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = PooledConn;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<PooledConn, Self::Error> {
+        let conn = PgConnection::establish(&self.database_url)?;
+        Ok(PooledConn {
+            conn,
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PooledConn) -> Result<(), Self::Error> {
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn.conn)
+            .map(drop)
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut PooledConn) -> bool {
+        conn.broken
+    }
+}
+
+/// Logs pool errors (failed connection attempts) through tracing instead of stderr.
+#[derive(Debug)]
+struct TracingErrorHandler;
+
+impl r2d2::HandleError<diesel::ConnectionError> for TracingErrorHandler {
+    fn handle_error(&self, error: diesel::ConnectionError) {
+        tracing::warn!(%error, "database connection attempt failed");
+    }
+}
+
+/// The handle the server shares between requests: a pool of connections.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: r2d2::Pool<ConnectionManager>,
+}
+
+impl Store {
+    /// Builds the pool without waiting for the database: the service starts (and answers 503)
+    /// while the database is down, and serves as soon as it is up.
+    pub fn new(database_url: &str, config: &PoolConfig) -> Self {
+        let manager = ConnectionManager {
+            database_url: database_url.to_owned(),
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(config.max_size)
+            .min_idle(config.min_idle)
+            .connection_timeout(config.checkout_timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(TracingErrorHandler))
+            .build_unchecked(manager);
+        Self { pool }
+    }
+
+    /// Checks out a connection, waiting at most the checkout timeout.
+    pub(crate) fn checkout(
+        &self,
+    ) -> Result<r2d2::PooledConnection<ConnectionManager>, DomainError> {
+        self.pool
+            .get()
+            .map_err(|e| DomainError::Unavailable(format!("no database connection: {e}")))
+    }
+
+    /// Removes a user from a group (blocking: call it from `spawn_blocking`).
+    ///
+    /// One pool checkout and one SQL round trip; see [`crate::REMOVAL_ROUND_TRIPS`].
+    pub fn remove_member(
+        &self,
+        request: &RemovalRequest,
+        credential: &Credential,
+    ) -> Result<(), DomainError> {
+        groups_core::removal::remove_user_from_group(
+            &mut PgMembershipStore::new(self),
+            request,
+            credential,
+        )
+    }
+
+    /// Whether the database answers a trivial query now (for health checks).
+    pub fn is_reachable(&self) -> bool {
+        self.checkout()
+            .is_ok_and(|mut conn| diesel::sql_query("SELECT 1").execute(conn.conn()).is_ok())
+    }
+
+    /// Connections open / idle, for metrics.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+}
