@@ -43,6 +43,9 @@ pub enum DomainError {
     /// The database cannot be reached, or no pooled connection came free in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The caller's deadline passed before the work could start; nobody waits for an answer.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
     /// A bug or an unexpected database answer. The text is for logs, never for callers.
     #[error("internal error: {0}")]
     Internal(String),
@@ -114,7 +117,8 @@ impl Reason {
 }
 
 impl DomainError {
-    /// The stable reason; `None` for internal errors, which have no contract.
+    /// The stable reason; `None` for a passed deadline (the code says it all) and for internal
+    /// errors, which have no contract.
     pub fn reason(&self) -> Option<Reason> {
         Some(match self {
             DomainError::InvalidArgument(_) => Reason::InvalidArgument,
@@ -125,7 +129,7 @@ impl DomainError {
             DomainError::GroupNotFound => Reason::GroupNotFound,
             DomainError::MembershipNotFound => Reason::MembershipNotFound,
             DomainError::Unavailable(_) => Reason::DatabaseUnavailable,
-            DomainError::Internal(_) => return None,
+            DomainError::DeadlineExceeded | DomainError::Internal(_) => return None,
         })
     }
 }

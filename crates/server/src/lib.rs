@@ -4,6 +4,7 @@
 //! `groupsctl up` and the tests all start the same code the same way.
 
 mod credential;
+mod deadline;
 mod service;
 mod status;
 
@@ -14,6 +15,8 @@ use groups_proto::GroupMembersServer;
 use groups_store::{PoolConfig, Store};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 pub use service::GroupMembersService;
 
@@ -24,6 +27,19 @@ pub struct ServerConfig {
     pub database_url: String,
     /// Connection pool settings.
     pub pool: PoolConfig,
+    /// How often the health service asks the database whether it answers.
+    pub health_interval: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the database.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            pool: PoolConfig::default(),
+            health_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
@@ -34,17 +50,66 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Store::new(&config.database_url, &config.pool);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let watcher = tokio::spawn(report_database_health(
+        store.clone(),
+        health,
+        config.health_interval,
+    ));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(groups_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
     let service = GroupMembersServer::new(GroupMembersService::new(store));
     tracing::info!(addr = %listener.local_addr()?, "gRPC server listening");
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
         .add_service(service)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
-        .await?;
+        .await;
+    watcher.abort();
+    served?;
     tracing::info!("gRPC server stopped");
     Ok(())
+}
+
+/// The full name of the service, as health checks and reflection spell it.
+pub const GROUP_MEMBERS_SERVICE: &str = "groups.v1.GroupMembers";
+
+/// Keeps `grpc.health.v1` truthful: SERVING (overall and for `groups.v1.GroupMembers`) only
+/// while the database answers.
+async fn report_database_health(store: Store, health: HealthReporter, interval: Duration) {
+    // Not serving until the first probe says otherwise.
+    for service in ["", GROUP_MEMBERS_SERVICE] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
+    let mut last = None;
+    loop {
+        let probe = store.clone();
+        let up = tokio::task::spawn_blocking(move || probe.is_reachable())
+            .await
+            .unwrap_or(false);
+        if last != Some(up) {
+            tracing::info!(database_reachable = up, "health status changed");
+            last = Some(up);
+        }
+        let status = if up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status("", status).await;
+        health
+            .set_service_status(GROUP_MEMBERS_SERVICE, status)
+            .await;
+        tokio::time::sleep(interval).await;
+    }
 }

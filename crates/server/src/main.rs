@@ -25,6 +25,9 @@ struct Args {
     /// Milliseconds a request waits for a free database connection before answering UNAVAILABLE.
     #[arg(long, env = "GROUPS_POOL_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pool_timeout_ms: u64,
+    /// Milliseconds between database probes of the gRPC health service.
+    #[arg(long, env = "GROUPS_HEALTH_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    health_interval_ms: u64,
     /// Log format: human or json (filter with RUST_LOG, default info).
     #[arg(long, env = "GROUPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -37,12 +40,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     announce(listener.local_addr()?)?;
     let config = ServerConfig {
-        database_url: args.database_url,
         pool: PoolConfig {
             max_size: args.pool_size,
             min_idle: None,
             checkout_timeout: Duration::from_millis(args.pool_timeout_ms),
         },
+        health_interval: Duration::from_millis(args.health_interval_ms),
+        ..ServerConfig::new(args.database_url)
     };
     groups_server::run(listener, config, shutdown_signal()).await
 }

@@ -8,6 +8,7 @@ use groups_store::Store;
 use tonic::{Request, Response, Status};
 
 use crate::credential::credential_from;
+use crate::deadline::deadline_from;
 use crate::status::status_of;
 
 /// The service implementation; cheap to clone (it holds the pool).
@@ -23,8 +24,13 @@ impl GroupMembersService {
     }
 
     /// Validates and performs one removal; the blocking store call runs in one `spawn_blocking`.
-    async fn remove(&self, request: Request<RemoveGroupMemberRequest>) -> Result<(), DomainError> {
+    async fn remove(
+        &self,
+        request: Request<RemoveGroupMemberRequest>,
+        received: Instant,
+    ) -> Result<(), DomainError> {
         let credential = credential_from(request.metadata());
+        let deadline = deadline_from(request.metadata(), received);
         let message = request.into_inner();
         let removal = RemovalRequest::new(
             &message.instance_name,
@@ -33,7 +39,7 @@ impl GroupMembersService {
             message.allow_missing,
         )?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.remove_member(&removal, &credential))
+        tokio::task::spawn_blocking(move || store.remove_member(&removal, &credential, deadline))
             .await
             .map_err(|join_error| {
                 DomainError::Internal(format!("removal task failed: {join_error}"))
@@ -57,7 +63,7 @@ impl GroupMembers for GroupMembersService {
                 m.user_id,
             )
         };
-        let outcome = self.remove(request).await;
+        let outcome = self.remove(request, started).await;
         let micros = started.elapsed().as_micros();
         match outcome {
             Ok(()) => {
@@ -67,7 +73,9 @@ impl GroupMembers for GroupMembersService {
             Err(error) => {
                 let reason = error.reason().map_or("INTERNAL", |r| r.as_str());
                 match &error {
-                    DomainError::Unavailable(_) | DomainError::Internal(_) => {
+                    DomainError::Unavailable(_)
+                    | DomainError::Internal(_)
+                    | DomainError::DeadlineExceeded => {
                         tracing::error!(rpc = "RemoveGroupMember", %instance, group, user, outcome = reason, %error, micros);
                     }
                     _ => {

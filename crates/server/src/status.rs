@@ -21,10 +21,15 @@ pub(crate) fn status_of(error: &DomainError) -> Status {
         DomainError::ApiKeyMissing | DomainError::ApiKeyInvalid => Code::Unauthenticated,
         DomainError::PermissionDenied => Code::PermissionDenied,
         DomainError::Unavailable(_) => Code::Unavailable,
+        DomainError::DeadlineExceeded => Code::DeadlineExceeded,
         DomainError::Internal(_) => Code::Internal,
     };
     let Some(reason) = error.reason() else {
-        return Status::new(code, "A server error occurred.");
+        let message = match error {
+            DomainError::DeadlineExceeded => "Deadline exceeded.",
+            _ => "A server error occurred.",
+        };
+        return Status::new(code, message);
     };
     let mut details =
         ErrorDetails::with_error_info(reason.as_str(), Reason::DOMAIN, HashMap::new());

@@ -4,7 +4,7 @@
 //! removal); instead a connection that failed at the database is marked broken and r2d2 drops it
 //! when it comes back, so the pool heals by itself after an outage.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
@@ -104,6 +104,7 @@ impl r2d2::HandleError<diesel::ConnectionError> for TracingErrorHandler {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: r2d2::Pool<ConnectionManager>,
+    checkout_timeout: Duration,
 }
 
 impl Store {
@@ -120,37 +121,59 @@ impl Store {
             .test_on_check_out(false)
             .error_handler(Box::new(TracingErrorHandler))
             .build_unchecked(manager);
-        Self { pool }
+        Self {
+            pool,
+            checkout_timeout: config.checkout_timeout,
+        }
     }
 
-    /// Checks out a connection, waiting at most the checkout timeout.
+    /// Checks out a connection, waiting at most the checkout timeout, and never past `deadline`
+    /// (the caller's: once it has passed nobody waits for the answer, so no work is started).
     pub(crate) fn checkout(
         &self,
+        deadline: Option<Instant>,
     ) -> Result<r2d2::PooledConnection<ConnectionManager>, DomainError> {
-        self.pool
-            .get()
-            .map_err(|e| DomainError::Unavailable(format!("no database connection: {e}")))
+        let mut wait = self.checkout_timeout;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DomainError::DeadlineExceeded);
+            }
+            wait = wait.min(left);
+        }
+        self.pool.get_timeout(wait).map_err(|e| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                DomainError::DeadlineExceeded
+            } else {
+                DomainError::Unavailable(format!("no database connection: {e}"))
+            }
+        })
     }
 
-    /// Removes a user from a group (blocking: call it from `spawn_blocking`).
+    /// Removes a user from a group (blocking: call it from `spawn_blocking`), giving up with
+    /// `DeadlineExceeded` rather than starting work after the caller's `deadline`.
     ///
     /// One pool checkout and one SQL round trip; see [`crate::REMOVAL_ROUND_TRIPS`].
     pub fn remove_member(
         &self,
         request: &RemovalRequest,
         credential: &Credential,
+        deadline: Option<Instant>,
     ) -> Result<(), DomainError> {
-        groups_core::removal::remove_user_from_group(
-            &mut PgMembershipStore::new(self),
-            request,
-            credential,
-        )
+        let mut store = PgMembershipStore::new(self, deadline);
+        groups_core::removal::remove_user_from_group(&mut store, request, credential)
     }
 
     /// Whether the database answers a trivial query now (for health checks).
     pub fn is_reachable(&self) -> bool {
-        self.checkout()
-            .is_ok_and(|mut conn| diesel::sql_query("SELECT 1").execute(conn.conn()).is_ok())
+        let Ok(mut pooled) = self.checkout(None) else {
+            return false;
+        };
+        let answered = diesel::sql_query("SELECT 1").execute(pooled.conn()).is_ok();
+        if !answered {
+            pooled.mark_broken();
+        }
+        answered
     }
 
     /// Connections open / idle, for metrics.

@@ -7,6 +7,8 @@
 //! concurrent removals of one membership delete it exactly once: the row lock serialises them and
 //! the losers find nothing left to delete.
 
+use std::time::Instant;
+
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::Error as DieselError;
@@ -24,11 +26,12 @@ pub const REMOVAL_ROUND_TRIPS: u32 = 1;
 #[derive(Debug)]
 pub(crate) struct PgMembershipStore<'a> {
     store: &'a Store,
+    deadline: Option<Instant>,
 }
 
 impl<'a> PgMembershipStore<'a> {
-    pub(crate) fn new(store: &'a Store) -> Self {
-        Self { store }
+    pub(crate) fn new(store: &'a Store, deadline: Option<Instant>) -> Self {
+        Self { store, deadline }
     }
 }
 
@@ -37,7 +40,7 @@ impl MembershipStore for PgMembershipStore<'_> {
         &mut self,
         attempt: &RemovalAttempt<'_>,
     ) -> Result<RemovalFacts, DomainError> {
-        let mut pooled = self.store.checkout()?;
+        let mut pooled = self.store.checkout(self.deadline)?;
         let permitted: Vec<&'static str> = attempt.permitted.iter().map(|p| p.label()).collect();
         let query = AttemptRemoval {
             instance: attempt.instance.as_str(),
