@@ -1,0 +1,232 @@
+//! Every REST answer the gateway gives other than 204, and the one table from the server's
+//! `ErrorInfo.reason` (or, lacking one, its gRPC code) to HTTP status and Syncano detail.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use groups_core::Reason;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// The methods the member route answers, for `Allow`.
+pub(crate) const ALLOWED_METHODS: &str = "DELETE, OPTIONS";
+
+const INSTANCE_NOT_FOUND: &str = "Instance was not found.";
+const NO_PERMISSION: &str = "You do not have permission to perform this action.";
+const NO_SUCH_KEY: &str = "No such API Key.";
+const GROUP_NOT_FOUND: &str = "Group was not found.";
+const NOT_FOUND: &str = "Not found";
+const UNAVAILABLE: &str = "Service temporarily unavailable, try again later.";
+const TIMED_OUT: &str = "Request timed out.";
+const SERVER_ERROR: &str = "A server error occurred.";
+
+/// A JSON `{"detail": ...}` answer with its status and optional headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    status: StatusCode,
+    detail: Cow<'static, str>,
+    /// Whole seconds for `Retry-After`.
+    retry_after: Option<u64>,
+    /// Adds `Allow` (405 only).
+    allow: bool,
+}
+
+impl Answer {
+    const fn fixed(status: StatusCode, detail: &'static str) -> Self {
+        Self {
+            status,
+            detail: Cow::Borrowed(detail),
+            retry_after: None,
+            allow: false,
+        }
+    }
+
+    /// 404 for a group id that cannot be one, or a group the server did not find.
+    pub(crate) const fn group_not_found() -> Self {
+        Self::fixed(StatusCode::NOT_FOUND, GROUP_NOT_FOUND)
+    }
+
+    /// 404 for an unknown path, a user id that cannot be one, or a missing membership.
+    pub(crate) const fn not_found() -> Self {
+        Self::fixed(StatusCode::NOT_FOUND, NOT_FOUND)
+    }
+
+    /// 404 for an instance name that cannot be one, or an instance the server did not find.
+    pub(crate) const fn instance_not_found() -> Self {
+        Self::fixed(StatusCode::NOT_FOUND, INSTANCE_NOT_FOUND)
+    }
+
+    /// 503: the server (or its database) cannot be reached; retry after `seconds`.
+    pub(crate) fn unavailable(seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::fixed(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+        }
+    }
+
+    /// 504: the server did not answer within the deadline.
+    pub(crate) const fn timed_out() -> Self {
+        Self::fixed(StatusCode::GATEWAY_TIMEOUT, TIMED_OUT)
+    }
+
+    /// 500 without internals; the cause is logged where it is known.
+    pub(crate) const fn server_error() -> Self {
+        Self::fixed(StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR)
+    }
+
+    /// 429 with DRF's wording; `seconds` is at least 1.
+    pub(crate) fn throttled(seconds: u64) -> Self {
+        let seconds = seconds.max(1);
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            detail: Cow::Owned(format!(
+                "Request was throttled. Expected available in {seconds} seconds."
+            )),
+            retry_after: Some(seconds),
+            allow: false,
+        }
+    }
+
+    /// 405 naming the method, as DRF does.
+    pub(crate) fn method_not_allowed(method: &str) -> Self {
+        // serde_json escapes quotes and control characters in an odd (extension) method name.
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            detail: Cow::Owned(format!("Method \"{method}\" not allowed.")),
+            retry_after: None,
+            allow: true,
+        }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(serde_json::json!({ "detail": self.detail })),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        response
+    }
+}
+
+/// THE table: the server's reason to the REST answer of SPEC.md.
+///
+/// `retry_delay` is the server's `RetryInfo`, used for `Retry-After` on 503.
+pub(crate) fn for_reason(reason: Reason, retry_delay: Option<Duration>) -> Answer {
+    match reason {
+        Reason::InstanceNotFound => Answer::instance_not_found(),
+        Reason::ApiKeyMissing | Reason::PermissionDenied => {
+            Answer::fixed(StatusCode::FORBIDDEN, NO_PERMISSION)
+        }
+        Reason::ApiKeyInvalid => Answer::fixed(StatusCode::FORBIDDEN, NO_SUCH_KEY),
+        Reason::GroupNotFound => Answer::group_not_found(),
+        Reason::MembershipNotFound => Answer::not_found(),
+        Reason::DatabaseUnavailable => Answer::unavailable(whole_seconds(retry_delay)),
+        // The gateway validates ids and names before calling, so this is a gateway bug.
+        Reason::InvalidArgument => Answer::server_error(),
+    }
+}
+
+/// The answer for a failed call. `deadline_passed` tells whether the gateway's own deadline
+/// had run out when the status arrived: the tonic server answers CANCELLED when the
+/// `grpc-timeout` it was sent expires, which is a timeout, not an outage.
+pub(crate) fn for_status(status: &tonic::Status, deadline_passed: bool) -> Answer {
+    let details = status.get_error_details();
+    let reason = details
+        .error_info()
+        .filter(|info| info.domain == Reason::DOMAIN)
+        .and_then(|info| Reason::parse(&info.reason));
+    if let Some(reason) = reason {
+        let answer = for_reason(reason, details.retry_info().and_then(|r| r.retry_delay));
+        if answer.status == StatusCode::INTERNAL_SERVER_ERROR {
+            log_unexpected(status);
+        }
+        return answer;
+    }
+    match status.code() {
+        Code::DeadlineExceeded => Answer::timed_out(),
+        Code::Cancelled if deadline_passed => Answer::timed_out(),
+        Code::Unavailable | Code::Cancelled => {
+            // Transport-level: the server is down, restarting or shedding; worth a warning.
+            tracing::warn!(
+                code = ?status.code(),
+                message = status.message(),
+                "groups server unavailable"
+            );
+            Answer::unavailable(1)
+        }
+        _ => {
+            log_unexpected(status);
+            Answer::server_error()
+        }
+    }
+}
+
+fn log_unexpected(status: &tonic::Status) {
+    tracing::error!(
+        code = ?status.code(),
+        message = status.message(),
+        "unexpected answer from the groups server"
+    );
+}
+
+/// A retry delay as whole seconds for `Retry-After`: rounded up, at least 1.
+fn whole_seconds(delay: Option<Duration>) -> u64 {
+    let Some(delay) = delay else { return 1 };
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(None), 1);
+        assert_eq!(whole_seconds(Some(Duration::ZERO)), 1);
+        assert_eq!(whole_seconds(Some(Duration::from_millis(1))), 1);
+        assert_eq!(whole_seconds(Some(Duration::from_millis(1000))), 1);
+        assert_eq!(whole_seconds(Some(Duration::from_millis(1001))), 2);
+        assert_eq!(whole_seconds(Some(Duration::from_secs(7))), 7);
+    }
+
+    #[test]
+    fn every_reason_has_an_answer() {
+        for reason in Reason::ALL {
+            let answer = for_reason(reason, None);
+            assert!(answer.status.is_client_error() || answer.status.is_server_error());
+        }
+        assert_eq!(
+            for_reason(
+                Reason::DatabaseUnavailable,
+                Some(Duration::from_millis(2500))
+            )
+            .retry_after,
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn statuses_without_error_info_map_on_code() {
+        let s = |code| for_status(&tonic::Status::new(code, "x"), false).status;
+        assert_eq!(s(Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(s(Code::Cancelled), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(s(Code::DeadlineExceeded), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(s(Code::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(s(Code::NotFound), StatusCode::INTERNAL_SERVER_ERROR);
+        let late = for_status(&tonic::Status::cancelled("Timeout expired"), true);
+        assert_eq!(late.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+}

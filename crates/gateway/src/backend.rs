@@ -1,0 +1,79 @@
+//! The gRPC side: one long-lived channel to the groups server, and the deadline-bound call.
+
+use std::time::{Duration, Instant};
+
+use groups_core::{GroupId, InstanceName, UserId};
+use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::answer::{self, Answer};
+use crate::api_key::{KeyText, METADATA_KEY};
+
+/// How long establishing a connection may take: a server that is down answers 503 quickly.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 pings notice a dead connection while it is idle, before a request waits on it.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of `groups.v1.GroupMembers`. Clones share one channel, which multiplexes requests
+/// over HTTP/2 and reconnects by itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Backend {
+    client: GroupMembersClient<Channel>,
+    deadline: Duration,
+}
+
+impl Backend {
+    /// Prepares the channel without connecting: the gateway starts (and answers 503) while the
+    /// server is down, and connects on the first request after it comes up.
+    pub(crate) fn connect_lazy(server_url: &str, deadline: Duration) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(server_url.to_owned())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        Ok(Self {
+            client: GroupMembersClient::new(endpoint.connect_lazy()),
+            deadline,
+        })
+    }
+
+    /// Asks the server to remove `user` from `group`, forwarding the caller's key. The deadline
+    /// is sent as `grpc-timeout` and enforced here too, so a server that never answers still
+    /// gets a 504 on time.
+    pub(crate) async fn remove_member(
+        &self,
+        instance: &InstanceName,
+        group: GroupId,
+        user: UserId,
+        key: Option<&KeyText<'_>>,
+    ) -> Result<(), Answer> {
+        let mut request = tonic::Request::new(RemoveGroupMemberRequest {
+            instance_name: instance.as_str().to_owned(),
+            group_id: group.get(),
+            user_id: user.get(),
+            allow_missing: false,
+        });
+        request.set_timeout(self.deadline);
+        if let Some(key) = key {
+            request
+                .metadata_mut()
+                .insert(METADATA_KEY, key.to_metadata());
+        }
+
+        let started = Instant::now();
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.deadline, client.remove_group_member(request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(answer::for_status(
+                &status,
+                started.elapsed() >= self.deadline,
+            )),
+            Err(_elapsed) => {
+                tracing::warn!(deadline = ?self.deadline, "groups server did not answer in time");
+                Err(Answer::timed_out())
+            }
+        }
+    }
+}
