@@ -1,12 +1,11 @@
 //! `groups-gateway`: the REST gateway process. Prints `{"listening":"ADDR"}` once bound.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use groups_gateway::GatewayConfig;
-use groups_telemetry::LogFormat;
+use groups_runtime::LogFormat;
 use tokio::net::TcpListener;
 
 // `about` is the package description; each flag's doc line is its `--help` line.
@@ -38,53 +37,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    groups_telemetry::init(args.log_format);
+    groups_runtime::init(args.log_format);
 
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "{}",
-        serde_json::json!({ "listening": address.to_string() })
-    )?;
-    stdout.flush()?;
-    drop(stdout);
+    groups_runtime::announce_listening(address)?;
 
     let config = GatewayConfig {
         server_url: args.server_url,
         rate_limit: args.rate_limit,
         deadline: Duration::from_millis(args.deadline_ms),
     };
-    groups_gateway::run(listener, config, shutdown_signal()).await
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
-    }
+    groups_gateway::run(listener, config, groups_runtime::shutdown_signal()).await
 }

@@ -1,13 +1,12 @@
 //! `groups-server`: the gRPC service, configured by flags or environment.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use groups_runtime::LogFormat;
 use groups_server::ServerConfig;
 use groups_store::PoolConfig;
-use groups_telemetry::LogFormat;
 
 /// Serves groups.v1.GroupMembers (gRPC) over PostgreSQL.
 #[derive(Debug, Parser)]
@@ -36,9 +35,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    groups_telemetry::init(args.log_format);
+    groups_runtime::init(args.log_format);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    announce(listener.local_addr()?)?;
+    groups_runtime::announce_listening(listener.local_addr()?)?;
     let config = ServerConfig {
         pool: PoolConfig {
             max_size: args.pool_size,
@@ -48,40 +47,5 @@ async fn main() -> anyhow::Result<()> {
         health_interval: Duration::from_millis(args.health_interval_ms),
         ..ServerConfig::new(args.database_url)
     };
-    groups_server::run(listener, config, shutdown_signal()).await
-}
-
-/// Prints the bound address as one JSON line, so a supervisor (or a test) can find the port.
-fn announce(addr: SocketAddr) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "{}",
-        serde_json::json!({ "listening": addr.to_string() })
-    )?;
-    stdout.flush()
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown signal received; draining");
+    groups_server::run(listener, config, groups_runtime::shutdown_signal()).await
 }
