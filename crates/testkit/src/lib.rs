@@ -1,0 +1,54 @@
+//! Test support for the workspace: a real PostgreSQL with a fresh database per test, provisioned
+//! fixtures, the real `groups-server`/`groups-gateway`/`groupsctl` binaries on port 0, and a TCP
+//! proxy that injects faults.
+//!
+//! Everything here is for tests: failures panic with a message saying what to fix, and every
+//! type is safe to use from the parallel threads of one test process.
+//!
+//! - [`TestDb`]: a migrated database of its own, dropped with the value. The PostgreSQL server is
+//!   `TEST_DATABASE_URL`'s, or a private one started once per test process and stopped when the
+//!   process ends (even on abort).
+//! - [`World`]: a `TestDb` with an instance "demo", its owner, a group, a user and a membership,
+//!   plus methods to add admins, API keys, instances and to query what tests assert on.
+//! - [`ServiceCommand`], [`spawn_server`], [`spawn_gateway`], [`spawn_stack`], [`groupsctl`]: the
+//!   real processes, with their captured logs.
+//! - [`FaultProxy`]: cuts, restores and slows TCP connections between two processes.
+
+mod binaries;
+mod cluster;
+mod database_url;
+mod fault_proxy;
+mod private_server;
+mod service;
+mod test_db;
+mod watchdog;
+mod world;
+
+pub use binaries::{gateway_binary, groupsctl_binary, server_binary};
+pub use fault_proxy::FaultProxy;
+pub use groups_core::{GroupId, Role, UserId};
+pub use groups_store::provision::ApiKeyFlags;
+pub use service::{
+    CtlOutput, ServiceCommand, ServiceProcess, Stack, groupsctl, groupsctl_command, spawn_gateway,
+    spawn_server, spawn_stack,
+};
+pub use test_db::TestDb;
+pub use world::{Admin, ApiKey, RowCounts, Tenant, World};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tests share these between threads (a `World` with spawned clients, a proxy cut from
+    /// another thread), so losing `Send + Sync` would be a breaking change.
+    #[test]
+    fn handles_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<TestDb>();
+        shareable::<World>();
+        shareable::<ServiceProcess>();
+        shareable::<Stack>();
+        shareable::<FaultProxy>();
+        shareable::<ServiceCommand>();
+    }
+}
