@@ -21,7 +21,7 @@ mod fault_proxy;
 mod private_server;
 mod service;
 mod test_db;
-mod watchdog;
+
 mod world;
 
 pub use binaries::{gateway_binary, groupsctl_binary, server_binary};

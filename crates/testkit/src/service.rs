@@ -15,8 +15,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::TestDb;
 use crate::binaries::{gateway_binary, groupsctl_binary, server_binary, tail};
-use crate::{TestDb, watchdog};
+use groups_pgembed::watchdog;
 
 /// How long a service may take to print its address by default.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
