@@ -30,8 +30,8 @@ pub(crate) struct Answer {
     detail: Cow<'static, str>,
     /// Whole seconds for `Retry-After`.
     retry_after: Option<u64>,
-    /// Adds `Allow` (405 only).
-    allow: bool,
+    /// The `Allow` header (405 only).
+    allow: Option<&'static str>,
 }
 
 impl Answer {
@@ -40,7 +40,7 @@ impl Answer {
             status,
             detail: Cow::Borrowed(detail),
             retry_after: None,
-            allow: false,
+            allow: None,
         }
     }
 
@@ -86,18 +86,23 @@ impl Answer {
                 "Request was throttled. Expected available in {seconds} seconds."
             )),
             retry_after: Some(seconds),
-            allow: false,
+            allow: None,
         }
     }
 
-    /// 405 naming the method, as DRF does.
+    /// 405 naming the method, as DRF does, on the member route.
     pub(crate) fn method_not_allowed(method: &str) -> Self {
+        Self::method_not_allowed_with(method, ALLOWED_METHODS)
+    }
+
+    /// 405 naming the method, with the route's own `Allow`.
+    pub(crate) fn method_not_allowed_with(method: &str, allow: &'static str) -> Self {
         // serde_json escapes quotes and control characters in an odd (extension) method name.
         Self {
             status: StatusCode::METHOD_NOT_ALLOWED,
             detail: Cow::Owned(format!("Method \"{method}\" not allowed.")),
             retry_after: None,
-            allow: true,
+            allow: Some(allow),
         }
     }
 }
@@ -113,8 +118,8 @@ impl IntoResponse for Answer {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.allow {
-            headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        if let Some(allow) = self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 use groups_core::{GroupId, InstanceName, UserId};
 use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::answer::{self, Answer};
 use crate::api_key::{KeyText, METADATA_KEY};
@@ -20,6 +23,7 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub(crate) struct Backend {
     client: GroupMembersClient<Channel>,
+    health: HealthClient<Channel>,
     deadline: Duration,
 }
 
@@ -33,8 +37,10 @@ impl Backend {
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
+        let channel = endpoint.connect_lazy();
         Ok(Self {
-            client: GroupMembersClient::new(endpoint.connect_lazy()),
+            client: GroupMembersClient::new(channel.clone()),
+            health: HealthClient::new(channel),
             deadline,
         })
     }
@@ -76,4 +82,28 @@ impl Backend {
             }
         }
     }
+
+    /// Whether the server says `groups.v1.GroupMembers` is SERVING (it is only while its
+    /// database answers). `Err` says why not, for the readiness answer.
+    pub(crate) async fn readiness(&self) -> Result<(), String> {
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: GROUP_MEMBERS_SERVICE.to_owned(),
+        });
+        request.set_timeout(READINESS_TIMEOUT);
+        let mut health = self.health.clone();
+        match tokio::time::timeout(READINESS_TIMEOUT, health.check(request)).await {
+            Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
+            Ok(Ok(response)) => Err(format!(
+                "groups server is {}",
+                response.get_ref().status().as_str_name()
+            )),
+            Ok(Err(status)) => Err(format!("groups server unreachable ({:?})", status.code())),
+            Err(_elapsed) => Err("groups server did not answer the health check".to_owned()),
+        }
+    }
 }
+
+/// The service whose health readiness follows.
+const GROUP_MEMBERS_SERVICE: &str = "groups.v1.GroupMembers";
+/// A readiness probe answers quickly, whatever the server does.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(1);

@@ -30,6 +30,8 @@ pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_RATE_LIMIT: u32 = 60;
 /// Default deadline of each gRPC call.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// Default time requests in flight get to finish after shutdown begins.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the gateway reaches the server and guards it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct GatewayConfig {
     pub rate_limit: u32,
     /// Deadline of each gRPC call, sent as `grpc-timeout`; past it the client gets 504.
     pub deadline: Duration,
+    /// After shutdown begins, how long requests in flight may take before they are dropped.
+    pub drain_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -48,6 +52,7 @@ impl Default for GatewayConfig {
             server_url: DEFAULT_SERVER_URL.to_owned(),
             rate_limit: DEFAULT_RATE_LIMIT,
             deadline: DEFAULT_DEADLINE,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -86,9 +91,14 @@ pub async fn run(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let (shutdown, drain_deadline) = groups_runtime::bounded_drain(shutdown, config.drain_timeout);
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    tokio::select! {
+        served = serve => served?,
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?config.drain_timeout, "drain timeout: dropping requests still in flight");
+        }
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -29,6 +29,14 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(1..=3_600_000)
     )]
     deadline_ms: u64,
+    /// Milliseconds requests in flight may take to finish after SIGTERM/Ctrl-C.
+    #[arg(
+        long,
+        env = "GROUPS_DRAIN_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(0..=600_000)
+    )]
+    drain_timeout_ms: u64,
     /// Log line format on stderr.
     #[arg(long, env = "GROUPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -49,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         server_url: args.server_url,
         rate_limit: args.rate_limit,
         deadline: Duration::from_millis(args.deadline_ms),
+        drain_timeout: Duration::from_millis(args.drain_timeout_ms),
     };
     groups_gateway::run(listener, config, groups_runtime::shutdown_signal()).await
 }

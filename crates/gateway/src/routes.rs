@@ -6,14 +6,16 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete};
+use axum::routing::{MethodRouter, delete, get};
 use groups_core::{GroupId, InstanceName, UserId};
 use percent_encoding::percent_decode_str;
+use serde_json::json;
 use tower::{Layer, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any as AnyOrigin, CorsLayer};
@@ -209,13 +211,36 @@ async fn edge(State(plain): State<Router>, request: Request, next: Next) -> Resp
     response
 }
 
+/// Liveness: the process answers.
+async fn healthz() -> Response {
+    (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response()
+}
+
+/// Readiness: the gRPC server is reachable and SERVING (so its database answers).
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
+    match gateway.backend.readiness().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        Err(detail) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "detail": detail })),
+        )
+            .into_response(),
+    }
+}
+
+async fn get_only(method: Method) -> Answer {
+    Answer::method_not_allowed_with(method.as_str(), "GET, HEAD")
+}
+
 /// The whole REST application.
 pub(crate) fn app(gateway: Arc<Gateway>) -> Router {
     let member: MethodRouter<Arc<Gateway>> = delete(remove_member)
         .options(allowed_methods)
         .fallback(method_not_allowed)
         .layer(middleware::from_fn(require_member_path));
-    let mut routes = Router::new();
+    let mut routes = Router::new()
+        .route("/healthz", get(healthz).fallback(get_only))
+        .route("/readyz", get(readyz).fallback(get_only));
     for path in MEMBER_ROUTES {
         routes = routes.route(path, member.clone());
     }
@@ -236,7 +261,6 @@ fn with_edge_layers(routes: Router) -> Router {
 mod tests {
     use super::*;
     use axum::body::{Body, to_bytes};
-    use axum::routing::get;
 
     #[test]
     fn member_path_segments_by_position() {

@@ -68,3 +68,28 @@ pub async fn shutdown_signal() {
         () = terminate => tracing::info!("SIGTERM: shutting down"),
     }
 }
+
+/// Splits a shutdown future in two: the first resolves with `shutdown` (give it to the server's
+/// graceful shutdown); the second resolves `drain` later (race the server against it, so requests
+/// that never finish cannot hold the process up forever).
+pub fn bounded_drain(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: std::time::Duration,
+) -> (
+    impl std::future::Future<Output = ()> + Send + 'static,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (began, mut watch) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began.send(true);
+    };
+    let deadline = async move {
+        if watch.wait_for(|began| *began).await.is_err() {
+            // The server finished without a shutdown: nothing to bound.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(drain).await;
+    };
+    (shutdown, deadline)
+}

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use groups_proto::GroupMembersServer;
+use groups_runtime::bounded_drain;
 use groups_store::{PoolConfig, Store};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -29,6 +30,8 @@ pub struct ServerConfig {
     pub pool: PoolConfig,
     /// How often the health service asks the database whether it answers.
     pub health_interval: Duration,
+    /// After shutdown begins, how long requests in flight may take before they are dropped.
+    pub drain_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -38,6 +41,7 @@ impl ServerConfig {
             database_url: database_url.into(),
             pool: PoolConfig::default(),
             health_interval: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -62,7 +66,8 @@ pub async fn run(
         .build_v1()?;
     let service = GroupMembersServer::new(GroupMembersService::new(store));
     tracing::info!(addr = %listener.local_addr()?, "gRPC server listening");
-    let served = tonic::transport::Server::builder()
+    let (shutdown, drain_deadline) = bounded_drain(shutdown, config.drain_timeout);
+    let serve = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
@@ -71,8 +76,14 @@ pub async fn run(
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
-        )
-        .await;
+        );
+    let served = tokio::select! {
+        served = serve => served,
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?config.drain_timeout, "drain timeout: dropping requests still in flight");
+            Ok(())
+        }
+    };
     watcher.abort();
     served?;
     tracing::info!("gRPC server stopped");

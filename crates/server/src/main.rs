@@ -27,6 +27,9 @@ struct Args {
     /// Milliseconds between database probes of the gRPC health service.
     #[arg(long, env = "GROUPS_HEALTH_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     health_interval_ms: u64,
+    /// Milliseconds requests in flight may take to finish after SIGTERM/Ctrl-C.
+    #[arg(long, env = "GROUPS_DRAIN_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    drain_timeout_ms: u64,
     /// Log format: human or json (filter with RUST_LOG, default info).
     #[arg(long, env = "GROUPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -45,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
             checkout_timeout: Duration::from_millis(args.pool_timeout_ms),
         },
         health_interval: Duration::from_millis(args.health_interval_ms),
+        drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         ..ServerConfig::new(args.database_url)
     };
     groups_server::run(listener, config, groups_runtime::shutdown_signal()).await
