@@ -3,6 +3,8 @@
 //! Each command prints one JSON object on stdout on success; errors go to stderr with exit 1
 //! (usage errors: exit 2).
 
+mod up;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +45,9 @@ enum Command {
     /// Manage group memberships.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Run everything locally: a private PostgreSQL (unless a database URL is given), a demo
+    /// instance, gRPC and REST in one process, until Ctrl-C.
+    Up(up::UpArgs),
     /// Bulk-load G groups × U users, every user in every group.
     Seed {
         /// Instance name.
@@ -155,6 +160,16 @@ enum MemberCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Up(args) = cli.command {
+        groups_runtime::init(groups_runtime::LogFormat::Human);
+        return match up::up(cli.database_url, args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match execute(cli) {
         Ok(output) => {
             println!("{output}");
@@ -233,6 +248,7 @@ fn execute(cli: Cli) -> anyhow::Result<Value> {
             provision::add_member(conn, &instance, group_id_arg(group_id)?, user)?;
             json!({ "group": group_id, "user": user_id })
         }
+        Command::Up(_) => anyhow::bail!("`up` runs on its own"),
         Command::Seed {
             instance,
             groups,

@@ -1,0 +1,325 @@
+//! `groupsctl up`: the one-command local run.
+//!
+//! Without a database URL it runs a private PostgreSQL from the machine's server binaries in a
+//! persistent data directory; it migrates, provisions a demo instance on first run (printing the
+//! owner's key once), then serves gRPC and REST in this process, started exactly as
+//! `groups-server` and `groups-gateway` start them, until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use diesel::RunQueryDsl;
+use groups_core::{GroupId, UserId};
+use groups_gateway::GatewayConfig;
+use groups_pgembed::{Cluster, RunAs, free_port, watchdog};
+use groups_server::ServerConfig;
+use groups_store::provision;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// Options of `up`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Where the private PostgreSQL keeps its data (default: $XDG_DATA_HOME/groups, else
+    /// ~/.local/share/groups; as root /var/lib/groups). Ignored when a database URL is given.
+    #[arg(long, env = "GROUPS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the REST gateway.
+    #[arg(long, env = "GROUPS_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    rest_listen: SocketAddr,
+    /// Address of the gRPC server.
+    #[arg(long, env = "GROUPS_SERVER_LISTEN", default_value = "127.0.0.1:50051")]
+    grpc_listen: SocketAddr,
+    /// Requests a second allowed per instance at the gateway; 0 turns the limit off.
+    #[arg(long, env = "GROUPS_RATE_LIMIT", default_value_t = groups_gateway::DEFAULT_RATE_LIMIT)]
+    rate_limit: u32,
+}
+
+/// The demo instance `up` provisions on first run.
+const DEMO_INSTANCE: &str = "demo";
+const DEMO_OWNER: &str = "owner@demo.example";
+const DEMO_USERS: [&str; 3] = ["alice", "bob", "carol"];
+const DEMO_GROUPS: [&str; 2] = ["admins", "editors"];
+
+/// Runs `up` to completion: returns once the services and the database have stopped.
+pub(crate) fn up(database_url: Option<String>, args: UpArgs) -> anyhow::Result<()> {
+    let private = match database_url {
+        Some(_) => None,
+        None => Some(PrivatePostgres::start(&data_dir(
+            args.data_dir.as_deref(),
+        )?)?),
+    };
+    let database_url = match (&database_url, &private) {
+        (Some(url), _) => url.clone(),
+        (None, Some(pg)) => pg.database_url.clone(),
+        (None, None) => unreachable!("a private database is started when no URL is given"),
+    };
+    let served = prepare_and_serve(&database_url, &args);
+    if let Some(pg) = private {
+        pg.stop();
+    }
+    served
+}
+
+fn prepare_and_serve(database_url: &str, args: &UpArgs) -> anyhow::Result<()> {
+    let mut conn = groups_store::connect(database_url)?;
+    let applied = groups_store::migrate(&mut conn)?;
+    if !applied.is_empty() {
+        eprintln!("applied migrations: {}", applied.join(", "));
+    }
+    let demo = provision_demo(&mut conn)?;
+    drop(conn);
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(serve(database_url, args, demo))
+}
+
+/// What the banner shows about the demo data.
+#[derive(Debug)]
+struct Demo {
+    /// The owner's key, on the run that created it; never again.
+    new_key: Option<String>,
+    group: i64,
+    user: i64,
+}
+
+/// Creates the demo instance with its owner, users, groups and memberships, unless it exists.
+fn provision_demo(conn: &mut diesel::PgConnection) -> anyhow::Result<Demo> {
+    if provision::instance_id(conn, DEMO_INSTANCE).is_ok() {
+        return Ok(Demo {
+            new_key: None,
+            group: first_member(conn)?.0,
+            user: first_member(conn)?.1,
+        });
+    }
+    let owner = provision::create_admin(conn, DEMO_OWNER).or_else(|_| {
+        anyhow::bail!(
+            "admin {DEMO_OWNER} exists but instance {DEMO_INSTANCE} does not; use another database"
+        )
+    })?;
+    provision::create_instance(conn, DEMO_INSTANCE, DEMO_OWNER)?;
+    let mut users = Vec::new();
+    for name in DEMO_USERS {
+        users.push(provision::create_user(conn, DEMO_INSTANCE, name)?.0);
+    }
+    for label in DEMO_GROUPS {
+        let (group, _) = provision::create_group(conn, DEMO_INSTANCE, label)?;
+        for &user in &users {
+            let (Some(group), Some(user)) = (GroupId::new(group), UserId::new(user)) else {
+                anyhow::bail!("the database returned a non-positive id");
+            };
+            provision::add_member(conn, DEMO_INSTANCE, group, user)?;
+        }
+    }
+    let (group, user) = first_member(conn)?;
+    Ok(Demo {
+        new_key: Some(owner.key.expose().to_owned()),
+        group,
+        user,
+    })
+}
+
+/// A membership of the demo instance for the banner's example (or the first group and user,
+/// when every membership has been removed: the example then shows the documented 404).
+fn first_member(conn: &mut diesel::PgConnection) -> anyhow::Result<(i64, i64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Pair {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        group_id: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        user_id: i64,
+    }
+    let pair: Option<Pair> = diesel::sql_query(
+        "SELECT coalesce((SELECT m.group_id FROM memberships m JOIN instances i ON i.id = m.instance_id \
+                          WHERE i.name = $1 ORDER BY m.group_id, m.user_id LIMIT 1), \
+                         (SELECT min(g.id) FROM groups g JOIN instances i ON i.id = g.instance_id WHERE i.name = $1), 1) AS group_id, \
+                coalesce((SELECT m.user_id FROM memberships m JOIN instances i ON i.id = m.instance_id \
+                          WHERE i.name = $1 ORDER BY m.group_id, m.user_id LIMIT 1), \
+                         (SELECT min(u.id) FROM users u JOIN instances i ON i.id = u.instance_id WHERE i.name = $1), 1) AS user_id",
+    )
+    .bind::<diesel::sql_types::Text, _>(DEMO_INSTANCE)
+    .get_result(conn)
+    .map(Some)
+    .or_else(|e| match e {
+        diesel::result::Error::NotFound => Ok(None),
+        other => Err(other),
+    })?;
+    Ok(pair.map_or((1, 1), |p| (p.group_id, p.user_id)))
+}
+
+async fn serve(database_url: &str, args: &UpArgs, demo: Demo) -> anyhow::Result<()> {
+    let grpc = TcpListener::bind(args.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (gRPC)", args.grpc_listen))?;
+    let rest = TcpListener::bind(args.rest_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (REST)", args.rest_listen))?;
+    let grpc_addr = grpc.local_addr()?;
+    let rest_addr = rest.local_addr()?;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait_for = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(groups_server::run(
+        grpc,
+        ServerConfig::new(database_url),
+        wait_for(stopped.clone()),
+    ));
+    let gateway_config = GatewayConfig {
+        server_url: format!("http://{grpc_addr}"),
+        rate_limit: args.rate_limit,
+        ..GatewayConfig::default()
+    };
+    let gateway = tokio::spawn(groups_gateway::run(rest, gateway_config, wait_for(stopped)));
+
+    print_banner(database_url, grpc_addr, rest_addr, &demo)?;
+    groups_runtime::shutdown_signal().await;
+    let _ = stop.send(true);
+    // The gateway drains first (its requests need the server), then the server.
+    let gateway_result = gateway.await.context("gateway task failed")?;
+    let server_result = server.await.context("server task failed")?;
+    gateway_result.and(server_result)
+}
+
+fn print_banner(
+    database_url: &str,
+    grpc: SocketAddr,
+    rest: SocketAddr,
+    demo: &Demo,
+) -> anyhow::Result<()> {
+    let key_shown = demo.new_key.as_deref().unwrap_or("$KEY");
+    let curl = format!(
+        "curl -i -X DELETE -H 'X-API-KEY: {key_shown}' http://{rest}/v1.1/instances/{DEMO_INSTANCE}/groups/{}/users/{}/",
+        demo.group, demo.user
+    );
+    let grpcurl = format!(
+        "grpcurl -plaintext -H 'x-api-key: {key_shown}' -d '{{\"instance_name\":\"{DEMO_INSTANCE}\",\"group_id\":{},\"user_id\":{}}}' {grpc} groups.v1.GroupMembers/RemoveGroupMember",
+        demo.group, demo.user
+    );
+    let key_note = match &demo.new_key {
+        Some(key) => {
+            format!("owner key of instance '{DEMO_INSTANCE}' ({DEMO_OWNER}), shown once: {key}")
+        }
+        None => format!(
+            "instance '{DEMO_INSTANCE}' exists already (its key was shown on the first run). For a new key:\n  \
+             groupsctl --database-url '{database_url}' admin create you@example.com\n  \
+             groupsctl --database-url '{database_url}' admin grant you@example.com {DEMO_INSTANCE} full"
+        ),
+    };
+    eprintln!(
+        "\ngroups is up\n  REST  http://{rest}\n  gRPC  {grpc}\n  database  {database_url}\n\n{key_note}\n\n\
+         Remove a member:\n  {curl}\n  {grpcurl}\n\nCtrl-C stops everything.\n"
+    );
+    let summary = json!({
+        "rest": format!("http://{rest}"),
+        "grpc": grpc.to_string(),
+        "database_url": database_url,
+        "instance": DEMO_INSTANCE,
+        "owner": DEMO_OWNER,
+        "key": demo.new_key,
+        "curl": curl,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// $XDG_DATA_HOME/groups, else ~/.local/share/groups; as root /var/lib/groups, since the
+/// `postgres` user that runs the server cannot enter root's home.
+fn data_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    if RunAs::detect().map_err(anyhow::Error::msg)? != RunAs::Me {
+        return Ok(PathBuf::from("/var/lib/groups"));
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("groups"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("no HOME: pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/groups"))
+}
+
+/// The private PostgreSQL of `up`: durable, in the data directory, on a free loopback port.
+#[derive(Debug)]
+struct PrivatePostgres {
+    cluster: Cluster,
+    database_url: String,
+    /// Stops the server if this process dies; dismissed after a clean stop, so that it cannot
+    /// stop the server of a later `up` on the same data directory.
+    watchdog: std::process::Child,
+}
+
+impl PrivatePostgres {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        let cluster = Cluster::new(&dir.join("postgres")).map_err(anyhow::Error::msg)?;
+        if cluster.is_running() {
+            anyhow::bail!(
+                "a PostgreSQL already runs on {} (another `groupsctl up`?); stop it first",
+                cluster.data_dir().display()
+            );
+        }
+        if !cluster.is_initialized() {
+            eprintln!(
+                "initialising PostgreSQL in {}",
+                cluster.data_dir().display()
+            );
+            cluster.init("", true).map_err(anyhow::Error::msg)?;
+        }
+        // Stops the server even if this process is killed; a clean exit stops it first.
+        let mut watchdog = watchdog::stop_after_exit(&cluster.stop_command("fast"), None)
+            .context("cannot start the clean-up watchdog (sh)")?;
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port().map_err(anyhow::Error::msg)?;
+            match cluster.start(port, "") {
+                Ok(()) => {
+                    let database_url = create_database(port)?;
+                    return Ok(Self {
+                        cluster,
+                        database_url,
+                        watchdog,
+                    });
+                }
+                Err(error) if groups_pgembed::is_port_taken(&error) => last_error = error,
+                Err(error) => {
+                    let _ = watchdog.kill();
+                    anyhow::bail!(error)
+                }
+            }
+        }
+        let _ = watchdog.kill();
+        anyhow::bail!(last_error)
+    }
+
+    fn stop(mut self) {
+        eprintln!("stopping PostgreSQL");
+        if let Err(error) = self.cluster.stop("fast") {
+            eprintln!("warning: {error}");
+        }
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// Makes sure database `groups` exists and returns its URL.
+fn create_database(port: u16) -> anyhow::Result<String> {
+    let admin_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let mut conn = groups_store::connect(&admin_url)?;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let found: Exists = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'groups') AS exists",
+    )
+    .get_result(&mut conn)?;
+    if !found.exists {
+        diesel::sql_query("CREATE DATABASE groups").execute(&mut conn)?;
+    }
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/groups"))
+}

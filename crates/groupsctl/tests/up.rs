@@ -1,0 +1,171 @@
+//! `groupsctl up` as a person runs it: first run provisions and prints the key once, the printed
+//! curl works, Ctrl-C stops everything (PostgreSQL included) with exit 0, and a second run on the
+//! same data directory keeps the data.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `groupsctl up`, interrupted (like Ctrl-C) if a failing assertion drops it.
+struct Up(Option<Child>);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            let _ = interrupt(child);
+        }
+    }
+}
+
+/// Starts `groupsctl up` and returns it with the JSON summary it prints once serving.
+fn start_up(data_dir: &Path) -> (Up, Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_groupsctl"))
+        .args([
+            "up",
+            "--rest-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("groupsctl up starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("summary line");
+    if line.is_empty() {
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!("groupsctl up printed nothing; stderr:\n{err}");
+    }
+    let summary = serde_json::from_str(&line).expect("one JSON object");
+    (Up(Some(child)), summary)
+}
+
+/// A raw HTTP/1.1 DELETE; returns the status code and body.
+fn delete(rest: &str, path: &str, key: &str) -> (u16, String) {
+    let addr = rest.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("gateway reachable");
+    write!(
+        stream,
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-KEY: {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().expect("status code");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// Sends SIGINT (Ctrl-C) and waits for the exit status.
+fn interrupt(mut child: Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "up did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn postmaster_running(data_dir: &Path) -> bool {
+    data_dir.join("postgres/data/postmaster.pid").exists()
+}
+
+#[test]
+fn up_serves_the_demo_stops_cleanly_and_keeps_its_data() {
+    let base = std::env::temp_dir().join(format!("groupsctl-up-test-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    // As root the data directory goes to the postgres user: let it through.
+    Command::new("chmod")
+        .arg("755")
+        .arg(&base)
+        .status()
+        .unwrap();
+    let data_dir = base.join("data");
+
+    let (mut first, summary) = start_up(&data_dir);
+    let key = summary["key"]
+        .as_str()
+        .expect("key shown on the first run")
+        .to_owned();
+    assert_eq!(key.len(), 40);
+    let rest = summary["rest"].as_str().unwrap().to_owned();
+    let curl = summary["curl"].as_str().unwrap();
+    let path = curl
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_start_matches(&rest)
+        .to_owned();
+    assert_eq!(
+        delete(&rest, &path, &key).0,
+        204,
+        "the printed curl removes a member"
+    );
+    assert_eq!(
+        delete(&rest, &path, &key),
+        (404, r#"{"detail":"Not found"}"#.to_owned())
+    );
+    assert!(postmaster_running(&data_dir));
+    assert!(
+        interrupt(first.0.take().unwrap()).success(),
+        "Ctrl-C exits 0"
+    );
+    assert!(!postmaster_running(&data_dir), "PostgreSQL stopped with it");
+
+    let (mut second, summary) = start_up(&data_dir);
+    assert!(summary["key"].is_null(), "the key is shown once only");
+    let rest = summary["rest"].as_str().unwrap().to_owned();
+    assert_eq!(
+        delete(&rest, &path, &key),
+        (404, r#"{"detail":"Not found"}"#.to_owned()),
+        "the removal of the first run is still there"
+    );
+    let next = summary["curl"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_start_matches(&rest)
+        .to_owned();
+    assert_ne!(
+        next, path,
+        "the banner shows a membership that still exists"
+    );
+    assert_eq!(
+        delete(&rest, &next, &key).0,
+        204,
+        "the first run's key still works"
+    );
+    assert!(interrupt(second.0.take().unwrap()).success());
+    assert!(!postmaster_running(&data_dir));
+    let _ = std::fs::remove_dir_all(&base);
+}
