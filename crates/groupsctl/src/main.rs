@@ -3,6 +3,7 @@
 //! Each command prints one JSON object on stdout on success; errors go to stderr with exit 1
 //! (usage errors: exit 2).
 
+mod health;
 mod up;
 
 use std::process::ExitCode;
@@ -45,6 +46,13 @@ enum Command {
     /// Manage group memberships.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Ask a groups server whether it is SERVING (grpc.health.v1); exit 0 only if it is.
+    /// For container health checks.
+    Health {
+        /// The server's URL.
+        #[arg(default_value = "http://127.0.0.1:50051")]
+        server_url: String,
+    },
     /// Run everything locally: a private PostgreSQL (unless a database URL is given), a demo
     /// instance, gRPC and REST in one process, until Ctrl-C.
     Up(up::UpArgs),
@@ -160,6 +168,18 @@ enum MemberCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Health { server_url } = &cli.command {
+        return match health::check(server_url) {
+            Ok(output) => {
+                println!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Up(args) = cli.command {
         groups_runtime::init(groups_runtime::LogFormat::Human);
         return match up::up(cli.database_url, args) {
@@ -248,7 +268,7 @@ fn execute(cli: Cli) -> anyhow::Result<Value> {
             provision::add_member(conn, &instance, group_id_arg(group_id)?, user)?;
             json!({ "group": group_id, "user": user_id })
         }
-        Command::Up(_) => anyhow::bail!("`up` runs on its own"),
+        Command::Up(_) | Command::Health { .. } => anyhow::bail!("runs without a database"),
         Command::Seed {
             instance,
             groups,

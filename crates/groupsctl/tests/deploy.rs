@@ -1,0 +1,217 @@
+//! The deployment files cannot rot silently: no Docker engine runs on our machines, so this test
+//! reads docker-compose.yml and the Dockerfile and checks them against the binaries themselves.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn repo_file(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The path of one of our binaries, as the tests find them.
+fn binary(name: &str) -> PathBuf {
+    match name {
+        "groupsctl" => PathBuf::from(env!("CARGO_BIN_EXE_groupsctl")),
+        "groups-server" => groups_testkit::server_binary(),
+        "groups-gateway" => groups_testkit::gateway_binary(),
+        other => panic!("docker-compose.yml runs {other:?}, which this workspace does not build"),
+    }
+}
+
+/// A compose service with `<<` merge keys applied (yaml-rust2 resolves aliases, not merges).
+fn merged(service: &Yaml) -> HashMap<String, Yaml> {
+    let mut fields = HashMap::new();
+    let hash = service.as_hash().expect("a service is a mapping");
+    if let Some(base) = hash.get(&Yaml::String("<<".into())) {
+        for (k, v) in base.as_hash().expect("merge of a mapping") {
+            fields.insert(k.as_str().unwrap().to_owned(), v.clone());
+        }
+    }
+    for (k, v) in hash {
+        let key = k.as_str().unwrap();
+        if key != "<<" {
+            fields.insert(key.to_owned(), v.clone());
+        }
+    }
+    fields
+}
+
+fn strings(list: &Yaml) -> Vec<String> {
+    list.as_vec()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+fn environment(service: &HashMap<String, Yaml>) -> HashMap<String, String> {
+    service
+        .get("environment")
+        .and_then(Yaml::as_hash)
+        .map(|env| {
+            env.iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        other => panic!("environment value {other:?} is not a string"),
+                    };
+                    (k.as_str().unwrap().to_owned(), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `program args... --help`: the command words exist (clap refuses unknown ones).
+fn help(command: &[String]) -> String {
+    let output = Command::new(binary(&command[0]))
+        .args(&command[1..])
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "`{} --help` fails: {}",
+        command.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn port(address: &str) -> u16 {
+    address
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn compose_file_matches_the_binaries_and_the_dockerfile() {
+    let compose = &YamlLoader::load_from_str(&repo_file("docker-compose.yml")).unwrap()[0];
+    let dockerfile = repo_file("Dockerfile");
+    let services: HashMap<String, HashMap<String, Yaml>> = compose["services"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), merged(v)))
+        .collect();
+    let runtime_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+
+    for name in ["server", "gateway", "migrate"] {
+        let service = &services[name];
+        assert_eq!(
+            service.get("build").and_then(Yaml::as_str),
+            Some("."),
+            "{name} builds the Dockerfile"
+        );
+        let command = strings(&service["command"]);
+        let program = &command[0];
+        assert!(
+            dockerfile.contains(&format!("--bin {program}"))
+                && runtime_stage.contains(&format!("/out/{program}")),
+            "{name} runs {program}, which the Dockerfile must build and copy into the runtime image"
+        );
+        let usage = help(&command);
+        for variable in environment(service).keys() {
+            assert!(
+                variable == "RUST_LOG" || usage.contains(&format!("[env: {variable}")),
+                "{name} sets {variable}, which `{}` does not read",
+                command.join(" ")
+            );
+        }
+        if let Some(check) = service.get("healthcheck") {
+            let test = strings(&check["test"]);
+            assert_eq!(test[0], "CMD");
+            match test[1].as_str() {
+                "curl" => assert!(
+                    runtime_stage.contains(" curl"),
+                    "curl must be installed in the runtime image"
+                ),
+                _ => {
+                    help(&test[1..test.len().min(3)].to_vec());
+                }
+            }
+        }
+    }
+
+    // Ports: what each process listens on is what is published and what the gateway calls.
+    let server_env = environment(&services["server"]);
+    let gateway_env = environment(&services["gateway"]);
+    let grpc_port = port(&server_env["GROUPS_SERVER_LISTEN"]);
+    let rest_port = port(&gateway_env["GROUPS_GATEWAY_LISTEN"]);
+    assert_eq!(
+        strings(&services["server"]["ports"]),
+        [format!("{grpc_port}:{grpc_port}")]
+    );
+    assert_eq!(
+        strings(&services["gateway"]["ports"]),
+        [format!("{rest_port}:{rest_port}")]
+    );
+    assert_eq!(
+        gateway_env["GROUPS_SERVER_URL"],
+        format!("http://server:{grpc_port}")
+    );
+    assert!(dockerfile.contains(&format!("EXPOSE {rest_port} {grpc_port}")));
+    let health_url = strings(&services["server"]["healthcheck"]["test"])
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(port(&health_url), grpc_port);
+    let ready_url = strings(&services["gateway"]["healthcheck"]["test"])
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(port(ready_url.trim_end_matches("/healthz")), rest_port);
+
+    // Start-up order: migrations after PostgreSQL is healthy, the server after migrations, the
+    // gateway after a healthy server.
+    let condition = |service: &str, on: &str| {
+        services[service]["depends_on"][on]["condition"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert!(services["postgres"].contains_key("healthcheck"));
+    assert_eq!(
+        condition("migrate", "postgres").as_deref(),
+        Some("service_healthy")
+    );
+    assert_eq!(
+        condition("server", "migrate").as_deref(),
+        Some("service_completed_successfully")
+    );
+    assert_eq!(
+        condition("gateway", "server").as_deref(),
+        Some("service_healthy")
+    );
+    let database_url = &environment(&services["migrate"])["DATABASE_URL"];
+    assert_eq!(database_url, &server_env["DATABASE_URL"]);
+    let pg_env = environment(&services["postgres"]);
+    assert_eq!(
+        database_url,
+        &format!(
+            "postgres://{}:{}@postgres:5432/{}",
+            pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], pg_env["POSTGRES_DB"]
+        )
+    );
+
+    // The runtime image runs as a non-root user.
+    let user = runtime_stage
+        .lines()
+        .filter_map(|line| line.strip_prefix("USER "))
+        .last()
+        .expect("the runtime stage sets USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "runtime user is {user}"
+    );
+}
