@@ -138,7 +138,7 @@ fn compose_file_matches_the_binaries_and_the_dockerfile() {
                     "curl must be installed in the runtime image"
                 ),
                 _ => {
-                    help(&test[1..test.len().min(3)].to_vec());
+                    help(&test[1..test.len().min(3)]);
                 }
             }
         }
@@ -163,12 +163,12 @@ fn compose_file_matches_the_binaries_and_the_dockerfile() {
     );
     assert!(dockerfile.contains(&format!("EXPOSE {rest_port} {grpc_port}")));
     let health_url = strings(&services["server"]["healthcheck"]["test"])
-        .last()
+        .next_back()
         .cloned()
         .unwrap();
     assert_eq!(port(&health_url), grpc_port);
     let ready_url = strings(&services["gateway"]["healthcheck"]["test"])
-        .last()
+        .next_back()
         .cloned()
         .unwrap();
     assert_eq!(port(ready_url.trim_end_matches("/healthz")), rest_port);
@@ -208,7 +208,7 @@ fn compose_file_matches_the_binaries_and_the_dockerfile() {
     let user = runtime_stage
         .lines()
         .filter_map(|line| line.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("the runtime stage sets USER");
     assert!(
         !user.starts_with("root") && !user.starts_with("0"),

@@ -16,7 +16,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use error::{StoreError, StoreResult};
 pub use pool::{PoolConfig, PooledConn, Store};
-pub use removal::REMOVAL_ROUND_TRIPS;
+pub use removal::{REMOVAL_ROUND_TRIPS, removal_statement_sql};
 pub use seed::{SeedSummary, seed};
 
 /// The migrations, embedded in every binary that links the store.

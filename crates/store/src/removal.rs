@@ -74,6 +74,26 @@ impl MembershipStore for PgMembershipStore<'_> {
     }
 }
 
+/// The removal statement's SQL text exactly as the server sends it, with `$1..$6` for its binds:
+/// instance name (text), account key digest (bytea, NULL when none), API key digest (bytea,
+/// NULL when none), group id (bigint), user id (bigint), permitted principal labels (text[]).
+///
+/// For tools that must run the same statement outside the server (the benchmark's pgbench).
+pub fn removal_statement_sql() -> diesel::QueryResult<String> {
+    use diesel::query_builder::QueryBuilder;
+    let query = AttemptRemoval {
+        instance: "",
+        account_key: None,
+        api_key: None,
+        group: 0,
+        user: 0,
+        permitted: &[],
+    };
+    let mut sql = diesel::pg::PgQueryBuilder::default();
+    query.to_sql(&mut sql, &Pg)?;
+    Ok(sql.finish())
+}
+
 /// Every database-side failure of the fixed statement (connection lost, server shutting down,
 /// statement cancelled) is an outage to retry; anything else is a bug.
 fn classify(error: DieselError) -> DomainError {
