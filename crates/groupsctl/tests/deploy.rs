@@ -163,13 +163,11 @@ fn compose_file_matches_the_binaries_and_the_dockerfile() {
     );
     assert!(dockerfile.contains(&format!("EXPOSE {rest_port} {grpc_port}")));
     let health_url = strings(&services["server"]["healthcheck"]["test"])
-        .next_back()
-        .cloned()
+        .pop()
         .unwrap();
     assert_eq!(port(&health_url), grpc_port);
     let ready_url = strings(&services["gateway"]["healthcheck"]["test"])
-        .next_back()
-        .cloned()
+        .pop()
         .unwrap();
     assert_eq!(port(ready_url.trim_end_matches("/healthz")), rest_port);
 
