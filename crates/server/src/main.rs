@@ -24,6 +24,9 @@ struct Args {
     /// Milliseconds a request waits for a free database connection before answering UNAVAILABLE.
     #[arg(long, env = "GROUPS_POOL_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pool_timeout_ms: u64,
+    /// Milliseconds a statement may run at the database before it is cancelled there.
+    #[arg(long, env = "GROUPS_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    statement_timeout_ms: u64,
     /// Milliseconds between database probes of the gRPC health service.
     #[arg(long, env = "GROUPS_HEALTH_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     health_interval_ms: u64,
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             max_size: args.pool_size,
             min_idle: None,
             checkout_timeout: Duration::from_millis(args.pool_timeout_ms),
+            statement_timeout: Duration::from_millis(args.statement_timeout_ms),
         },
         health_interval: Duration::from_millis(args.health_interval_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),

@@ -22,6 +22,9 @@ pub struct PoolConfig {
     /// How long a request waits for a free connection before answering "unavailable".
     /// SPEC: 5 s or less by default, never r2d2's 30 s.
     pub checkout_timeout: Duration,
+    /// Longest a statement may run at the database before it cancels it (`statement_timeout`,
+    /// set once per connection): bounds work nobody waits for any more, such as lock waits.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -30,6 +33,7 @@ impl Default for PoolConfig {
             max_size: 16,
             min_idle: None,
             checkout_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -64,6 +68,7 @@ impl PooledConn {
 #[derive(Debug)]
 pub(crate) struct ConnectionManager {
     database_url: String,
+    statement_timeout: Duration,
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
@@ -71,7 +76,11 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = diesel::ConnectionError;
 
     fn connect(&self) -> Result<PooledConn, Self::Error> {
-        let conn = PgConnection::establish(&self.database_url)?;
+        let mut conn = PgConnection::establish(&self.database_url)?;
+        let millis = self.statement_timeout.as_millis().max(1);
+        diesel::sql_query(format!("SET statement_timeout = {millis}"))
+            .execute(&mut conn)
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok(PooledConn {
             conn,
             broken: false,
@@ -113,6 +122,7 @@ impl Store {
     pub fn new(database_url: &str, config: &PoolConfig) -> Self {
         let manager = ConnectionManager {
             database_url: database_url.to_owned(),
+            statement_timeout: config.statement_timeout,
         };
         let pool = r2d2::Pool::builder()
             .max_size(config.max_size)
@@ -141,13 +151,16 @@ impl Store {
             }
             wait = wait.min(left);
         }
-        self.pool.get_timeout(wait).map_err(|e| {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                DomainError::DeadlineExceeded
-            } else {
-                DomainError::Unavailable(format!("no database connection: {e}"))
-            }
-        })
+        let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
+        match self.pool.get_timeout(wait) {
+            // The wait may have used up the caller's time: then do not start the statement.
+            Ok(_) if passed(deadline) => Err(DomainError::DeadlineExceeded),
+            Ok(conn) => Ok(conn),
+            Err(_) if passed(deadline) => Err(DomainError::DeadlineExceeded),
+            Err(e) => Err(DomainError::Unavailable(format!(
+                "no database connection: {e}"
+            ))),
+        }
     }
 
     /// Removes a user from a group (blocking: call it from `spawn_blocking`), giving up with
