@@ -159,10 +159,15 @@ pub(crate) fn for_status(status: &tonic::Status, deadline_passed: bool) -> Answe
         }
         return answer;
     }
+    // A status that carries a source error was made by our own client from a transport failure
+    // (connection refused or reset, GOAWAY while the server shuts down): the server never sent
+    // it, so whatever its code, the server is unavailable, not broken.
+    let from_transport = std::error::Error::source(status).is_some();
     match status.code() {
         Code::DeadlineExceeded => Answer::timed_out(),
         Code::Cancelled if deadline_passed => Answer::timed_out(),
-        Code::Unavailable | Code::Cancelled => {
+        _ if from_transport && deadline_passed => Answer::timed_out(),
+        code if from_transport || matches!(code, Code::Unavailable | Code::Cancelled) => {
             // Transport-level: the server is down, restarting or shedding; worth a warning.
             tracing::warn!(
                 code = ?status.code(),
