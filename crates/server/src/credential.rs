@@ -6,7 +6,8 @@ use tonic::metadata::MetadataMap;
 /// Reads the key the caller presented. A value that is not text, or not a well-formed key, is
 /// `Malformed`; an `authorization` value that is not exactly two words is no key at all.
 pub(crate) fn credential_from(metadata: &MetadataMap) -> Credential {
-    if let Some(value) = metadata.get("x-api-key") {
+    // An empty value counts as not given, as at the gateway (the original's `or` chain).
+    if let Some(value) = metadata.get("x-api-key").filter(|v| !v.is_empty()) {
         return match value.to_str() {
             Ok(text) => Credential::from_text(Some(text)),
             Err(_) => Credential::Malformed,

@@ -15,6 +15,9 @@ pub(crate) fn deadline_from(metadata: &MetadataMap, received: Instant) -> Option
 
 /// Parses the gRPC wire format: at most 8 ASCII digits and a unit (`H M S m u n`).
 fn parse_timeout(text: &str) -> Option<Duration> {
+    if !text.is_ascii() {
+        return None;
+    }
     let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -11,11 +11,11 @@ mod status;
 use std::future::Future;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use groups_proto::GroupMembersServer;
 use groups_runtime::bounded_drain;
 use groups_store::{PoolConfig, Store};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -65,18 +65,25 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let service = GroupMembersServer::new(GroupMembersService::new(store));
-    tracing::info!(addr = %listener.local_addr()?, "gRPC server listening");
-    let (shutdown, drain_deadline) = bounded_drain(shutdown, config.drain_timeout);
-    let serve = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(health_service)
+    let app = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        );
+        .prepare()
+        .into_axum_router()
+        .layer(axum::middleware::map_response(
+            status::undecodable_is_invalid_argument,
+        ));
+    tracing::info!(addr = %listener.local_addr()?, "gRPC server listening");
+    // Served by axum (HTTP/2 over cleartext) rather than tonic's transport: that one turns a
+    // passed `grpc-timeout` into CANCELLED before the handler can answer DEADLINE_EXCEEDED, and
+    // answers undecodable requests outside any layer of ours.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    let (shutdown, drain_deadline) = bounded_drain(shutdown, config.drain_timeout);
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let served = tokio::select! {
         served = serve => served,
         () = drain_deadline => {

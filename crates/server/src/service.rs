@@ -39,11 +39,20 @@ impl GroupMembersService {
             message.allow_missing,
         )?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.remove_member(&removal, &credential, deadline))
-            .await
-            .map_err(|join_error| {
-                DomainError::Internal(format!("removal task failed: {join_error}"))
-            })?
+        let work = tokio::task::spawn_blocking(move || {
+            store.remove_member(&removal, &credential, deadline)
+        });
+        // Past the caller's deadline nobody waits for the answer: say so, as gRPC does. A
+        // statement already running finishes (bounded by statement_timeout); none starts late.
+        let joined = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
+                .await
+                .map_err(|_elapsed| DomainError::DeadlineExceeded)?,
+            None => work.await,
+        };
+        joined.map_err(|join_error| {
+            DomainError::Internal(format!("removal task failed: {join_error}"))
+        })?
     }
 }
 

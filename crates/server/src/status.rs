@@ -11,6 +11,31 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// How long a caller should wait before retrying after `UNAVAILABLE`.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// The message of every INTERNAL this service answers itself.
+const SERVER_ERROR: &str = "A server error occurred.";
+
+/// tonic answers a request whose message is missing or cut short with INTERNAL before any codec
+/// of ours runs; SPEC.md says a request that cannot be decoded is INVALID_ARGUMENT. Every
+/// INTERNAL that is not our own [`SERVER_ERROR`] is such an answer (the handler never makes
+/// another), so it is rewritten, with the reason and field violation of any invalid argument.
+pub(crate) async fn undecodable_is_invalid_argument(
+    response: axum::response::Response,
+) -> axum::response::Response {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if status.code() != Code::Internal || status.message() == SERVER_ERROR {
+        return response;
+    }
+    tracing::debug!(message = status.message(), "undecodable request");
+    let error = DomainError::InvalidArgument(vec![groups_core::FieldViolation {
+        field: "request",
+        description: "missing or undecodable request message",
+    }]);
+    let (parts, ()) = status_of(&error).into_http::<()>().into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::empty())
+}
+
 /// The status a caller sees for a domain error. Internal details are logged, never sent.
 pub(crate) fn status_of(error: &DomainError) -> Status {
     let code = match error {
@@ -27,7 +52,7 @@ pub(crate) fn status_of(error: &DomainError) -> Status {
     let Some(reason) = error.reason() else {
         let message = match error {
             DomainError::DeadlineExceeded => "Deadline exceeded.",
-            _ => "A server error occurred.",
+            _ => SERVER_ERROR,
         };
         return Status::new(code, message);
     };
