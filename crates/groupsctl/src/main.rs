@@ -168,31 +168,19 @@ enum MemberCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Health { server_url } = &cli.command {
-        return match health::check(server_url) {
-            Ok(output) => {
-                println!("{output}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if let Command::Up(args) = cli.command {
-        groups_runtime::init(groups_runtime::LogFormat::Human);
-        return match up::up(cli.database_url, args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match execute(cli) {
+    let outcome = match cli.command {
+        Command::Health { server_url } => health::check(&server_url).map(Some),
+        Command::Up(args) => {
+            groups_runtime::init(groups_runtime::LogFormat::Human);
+            up::up(cli.database_url, args).map(|()| None)
+        }
+        command => execute(cli.database_url, command).map(Some),
+    };
+    match outcome {
         Ok(output) => {
-            println!("{output}");
+            if let Some(output) = output {
+                println!("{output}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -202,12 +190,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(cli: Cli) -> anyhow::Result<Value> {
-    let url = cli
-        .database_url
+/// Runs a provisioning command against the database.
+fn execute(database_url: Option<String>, command: Command) -> anyhow::Result<Value> {
+    let url = database_url
         .ok_or_else(|| anyhow::anyhow!("no database: pass --database-url or set DATABASE_URL"))?;
     let conn = &mut groups_store::connect(&url)?;
-    Ok(match cli.command {
+    Ok(match command {
         Command::Migrate => json!({ "applied": groups_store::migrate(conn)? }),
         Command::Admin(AdminCommand::Create { email }) => {
             let admin = provision::create_admin(conn, &email)?;
