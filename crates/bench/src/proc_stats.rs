@@ -1,0 +1,159 @@
+//! CPU time and peak memory of processes, read from Linux's `/proc`.
+//!
+//! CPU is `utime + stime` of `/proc/PID/stat` (every thread of the process), in clock ticks;
+//! peak memory is `VmHWM` of `/proc/PID/status`, which writing `5` to `/proc/PID/clear_refs`
+//! resets, so each workload gets a peak of its own.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Clock ticks a second (`getconf CLK_TCK`): the unit of the CPU times in `/proc/PID/stat`.
+pub(crate) fn ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .filter(|ticks| *ticks > 0)
+        // Linux has used 100 on every architecture for decades.
+        .unwrap_or(100)
+}
+
+/// The CPU fields of `/proc/PID/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CpuTimes {
+    pub(crate) parent_pid: u32,
+    /// User plus system time of the process itself (all its threads).
+    pub(crate) own: u64,
+    /// User plus system time of its children that it has waited for.
+    pub(crate) reaped_children: u64,
+}
+
+/// Parses the text of `/proc/PID/stat`.
+pub(crate) fn parse_stat(text: &str) -> anyhow::Result<CpuTimes> {
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself:
+    // the fields that follow start after the last ')'.
+    let rest = text
+        .rfind(')')
+        .map(|i| &text[i + 1..])
+        .context("no ')' in /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state): ppid is field 4, utime..cstime are fields 14..=17.
+    let field = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("field {} of /proc/PID/stat", i + 3))
+    };
+    Ok(CpuTimes {
+        parent_pid: u32::try_from(field(1)?)?,
+        own: field(11)? + field(12)?,
+        reaped_children: field(13)? + field(14)?,
+    })
+}
+
+/// CPU times of process `pid`.
+pub(crate) fn cpu_times(pid: u32) -> anyhow::Result<CpuTimes> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat(&text)
+}
+
+/// CPU time of this process (the load generator).
+pub(crate) fn own_cpu_times() -> anyhow::Result<CpuTimes> {
+    parse_stat(&fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?)
+}
+
+/// Peak resident memory of `pid` since it started or since [`reset_peak_rss`], in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_vm_hwm(&text).with_context(|| format!("no VmHWM in {path}"))
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Resets the peak resident memory of `pid` to its current size; false when the kernel
+/// refused (then the peak covers the process's whole life).
+pub(crate) fn reset_peak_rss(pid: u32) -> bool {
+    fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// Total CPU ticks of a process tree rooted at `root` (PostgreSQL's postmaster and its
+/// backends): the root's own and reaped children's time, plus each live child's own.
+///
+/// A backend that exits between two readings moves from "live child" to the root's "reaped
+/// children", so differences between readings stay exact.
+pub(crate) fn tree_cpu_ticks(root: u32) -> anyhow::Result<u64> {
+    let root_times = cpu_times(root)?;
+    let mut total = root_times.own + root_times.reaped_children;
+    for entry in fs::read_dir("/proc").context("reading /proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end between listing and reading: skip it, its time is in the root's.
+        if let Ok(times) = cpu_times(pid)
+            && times.parent_pid == root
+        {
+            total += times.own;
+        }
+    }
+    Ok(total)
+}
+
+/// The postmaster's pid, from the first line of `DATA/postmaster.pid`.
+pub(crate) fn postmaster_pid(data_dir: &Path) -> anyhow::Result<u32> {
+    let path = data_dir.join("postmaster.pid");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    match text.lines().next().and_then(|l| l.trim().parse().ok()) {
+        Some(pid) => Ok(pid),
+        None => bail!("{} does not start with a pid", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_fields_after_an_awkward_command_name() {
+        let stat = "4242 (tokio (w) 1) S 17 4242 4242 0 -1 4194560 3011 0 0 0 \
+                    250 40 7 3 20 0 9 0 12345 1000000 5000 18446744073709551615";
+        let times = parse_stat(stat).unwrap();
+        assert_eq!(
+            times,
+            CpuTimes {
+                parent_pid: 17,
+                own: 290,
+                reaped_children: 10
+            }
+        );
+    }
+
+    #[test]
+    fn reads_vm_hwm() {
+        let status =
+            "Name:\tgroups-server\nVmPeak:\t  900000 kB\nVmHWM:\t   21504 kB\nVmRSS:\t 20000 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(21504));
+        assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn this_process_has_readable_figures() {
+        assert!(own_cpu_times().is_ok());
+        assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
+    }
+}
