@@ -30,7 +30,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
-            max_size: 16,
+            max_size: 8,
             min_idle: None,
             checkout_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
