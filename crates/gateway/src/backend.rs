@@ -11,6 +11,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::answer::{self, Answer};
 use crate::api_key::{KeyText, METADATA_KEY};
+use crate::observe;
 
 /// How long establishing a connection may take: a server that is down answers 503 quickly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -62,6 +63,7 @@ impl Backend {
             allow_missing: false,
         });
         request.set_timeout(self.deadline);
+        observe::annotate(&mut request);
         if let Some(key) = key {
             request
                 .metadata_mut()
@@ -90,6 +92,7 @@ impl Backend {
             service: GROUP_MEMBERS_SERVICE.to_owned(),
         });
         request.set_timeout(READINESS_TIMEOUT);
+        observe::annotate(&mut request);
         let mut health = self.health.clone();
         match tokio::time::timeout(READINESS_TIMEOUT, health.check(request)).await {
             Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => Ok(()),

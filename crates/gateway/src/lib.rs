@@ -9,6 +9,7 @@
 mod answer;
 mod api_key;
 mod backend;
+mod observe;
 mod rate_limit;
 mod routes;
 
@@ -23,6 +24,9 @@ use tokio::net::TcpListener;
 use crate::backend::Backend;
 use crate::rate_limit::RateLimiter;
 use crate::routes::Gateway;
+
+pub use crate::observe::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, UNMATCHED_ROUTE};
+pub use crate::routes::ROUTES;
 
 /// Default URL of the gRPC server.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
@@ -62,6 +66,9 @@ impl Default for GatewayConfig {
 ///
 /// Must be called inside a Tokio runtime.
 pub fn router(config: &GatewayConfig) -> anyhow::Result<Router> {
+    // `/metrics` renders the process's recorder: installed here unless already (`groupsctl up`).
+    groups_runtime::metrics();
+    observe::describe_metrics();
     let gateway = Gateway {
         backend: Backend::connect_lazy(&config.server_url, config.deadline)?,
         limiter: RateLimiter::new(config.rate_limit),

@@ -45,7 +45,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    groups_runtime::init(args.log_format);
+    // Held to the end: dropping it flushes the spans not yet exported.
+    let _telemetry = groups_runtime::init("groups-gateway", args.log_format);
 
     let listener = TcpListener::bind(&args.listen)
         .await

@@ -23,6 +23,7 @@ use tower_http::cors::{Any as AnyOrigin, CorsLayer};
 use crate::answer::{ALLOWED_METHODS, Answer};
 use crate::api_key;
 use crate::backend::Backend;
+use crate::observe;
 use crate::rate_limit::RateLimiter;
 
 /// The member route, under both API versions, with and without the trailing slash.
@@ -32,6 +33,27 @@ const MEMBER_ROUTES: [&str; 4] = [
     "/v1/instances/{instance}/groups/{group_id}/users/{user_id}/",
     "/v1/instances/{instance}/groups/{group_id}/users/{user_id}",
 ];
+
+const HEALTHZ_ROUTE: &str = "/healthz";
+const READYZ_ROUTE: &str = "/readyz";
+const OPENAPI_ROUTE: &str = "/openapi.json";
+const METRICS_ROUTE: &str = "/metrics";
+
+/// Every route template the gateway serves. `openapi.json` describes each: a test checks both
+/// ways, so a route added here without its description fails it.
+pub const ROUTES: [&str; 8] = [
+    MEMBER_ROUTES[0],
+    MEMBER_ROUTES[1],
+    MEMBER_ROUTES[2],
+    MEMBER_ROUTES[3],
+    HEALTHZ_ROUTE,
+    READYZ_ROUTE,
+    OPENAPI_ROUTE,
+    METRICS_ROUTE,
+];
+
+/// The OpenAPI 3.1 document of the REST API, served at [`OPENAPI_ROUTE`].
+const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
 
 /// Logged as the route of a request that matched none.
 const UNMATCHED: &str = "-";
@@ -168,7 +190,10 @@ fn cors() -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
         ])
-        .expose_headers([header::RETRY_AFTER])
+        .expose_headers([
+            header::RETRY_AFTER,
+            HeaderName::from_static(groups_runtime::REQUEST_ID_HEADER),
+        ])
 }
 
 /// Copies the matched route template onto the response, for the access log outside the router.
@@ -228,6 +253,12 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     }
 }
 
+/// The OpenAPI document, as written.
+async fn openapi() -> Response {
+    let json = HeaderValue::from_static("application/json");
+    ([(header::CONTENT_TYPE, json)], OPENAPI_DOCUMENT).into_response()
+}
+
 async fn get_only(method: Method) -> Answer {
     Answer::method_not_allowed_with(method.as_str(), "GET, HEAD")
 }
@@ -239,15 +270,20 @@ pub(crate) fn app(gateway: Arc<Gateway>) -> Router {
         .fallback(method_not_allowed)
         .layer(middleware::from_fn(require_member_path));
     let mut routes = Router::new()
-        .route("/healthz", get(healthz).fallback(get_only))
-        .route("/readyz", get(readyz).fallback(get_only));
+        .route(HEALTHZ_ROUTE, get(healthz).fallback(get_only))
+        .route(READYZ_ROUTE, get(readyz).fallback(get_only))
+        .route(OPENAPI_ROUTE, get(openapi).fallback(get_only))
+        .route(METRICS_ROUTE, get(observe::metrics_page).fallback(get_only));
     for path in MEMBER_ROUTES {
         routes = routes.route(path, member.clone());
     }
     let plain = with_edge_layers(routes.fallback(not_found).with_state(gateway));
     let with_cors = cors().layer(plain.clone());
     let outer = middleware::from_fn_with_state(plain, edge).layer(with_cors);
-    Router::new().fallback_service(outer)
+    // Outermost: the request id's span wraps everything, the access-log line included.
+    Router::new()
+        .fallback_service(outer)
+        .layer(middleware::from_fn(observe::observe_request))
 }
 
 /// Panic recovery and route tagging, for the application's routes (and tests' extra ones).

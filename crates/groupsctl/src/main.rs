@@ -170,10 +170,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Health { server_url } => health::check(&server_url).map(Some),
-        Command::Up(args) => {
-            groups_runtime::init(groups_runtime::LogFormat::Human);
-            up::up(cli.database_url, args).map(|()| None)
-        }
+        Command::Up(args) => up::up(cli.database_url, args).map(|()| None),
         command => execute(cli.database_url, command).map(Some),
     };
     match outcome {

@@ -72,6 +72,12 @@ fn prepare_and_serve(database_url: &str, args: &UpArgs) -> anyhow::Result<()> {
     drop(conn);
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Inside the runtime, which drives trace export's gRPC channel; dropped (flushing the spans
+    // still batched) before the runtime is.
+    let _telemetry = {
+        let _entered = runtime.enter();
+        groups_runtime::init("groupsctl", groups_runtime::LogFormat::Human)
+    };
     runtime.block_on(serve(database_url, args, demo))
 }
 
@@ -158,6 +164,9 @@ async fn serve(database_url: &str, args: &UpArgs, demo: Demo) -> anyhow::Result<
     let grpc_addr = grpc.local_addr()?;
     let rest_addr = rest.local_addr()?;
 
+    // One recorder for both services, installed before either describes its metrics; the
+    // gateway's /metrics shows them all.
+    groups_runtime::metrics();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait_for = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;

@@ -5,6 +5,7 @@
 
 mod credential;
 mod deadline;
+mod observe;
 mod service;
 mod status;
 
@@ -19,6 +20,9 @@ use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use observe::{
+    DATABASE_ERRORS_TOTAL, POOL_CONNECTIONS, RPC_DURATION_SECONDS, RPCS_TOTAL, describe_metrics,
+};
 pub use service::GroupMembersService;
 
 /// Everything the server needs to run.
@@ -53,7 +57,32 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_metrics(listener, None, config, shutdown).await
+}
+
+/// [`run`], also serving `GET /metrics` (Prometheus text format) on `metrics_listener` when
+/// given; the process's metrics recorder is installed then.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let store = Store::new(&config.database_url, &config.pool);
+    let metrics_page = match metrics_listener {
+        Some(metrics_listener) => {
+            groups_runtime::metrics();
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+            let app = observe::metrics_app(store.clone());
+            Some(tokio::spawn(async move {
+                if let Err(error) = axum::serve(metrics_listener, app).await {
+                    tracing::error!(%error, "metrics endpoint failed");
+                }
+            }))
+        }
+        None => None,
+    };
+    describe_metrics();
     let (health, health_service) = tonic_health::server::health_reporter();
     let watcher = tokio::spawn(report_database_health(
         store.clone(),
@@ -72,7 +101,9 @@ pub async fn run(
         .into_axum_router()
         .layer(axum::middleware::map_response(
             status::undecodable_is_invalid_argument,
-        ));
+        ))
+        // Outermost: it sees the answer as the caller gets it.
+        .layer(axum::middleware::from_fn(observe::observe_rpc));
     tracing::info!(addr = %listener.local_addr()?, "gRPC server listening");
     // Served by axum (HTTP/2 over cleartext) rather than tonic's transport: that one turns a
     // passed `grpc-timeout` into CANCELLED before the handler can answer DEADLINE_EXCEEDED, and
@@ -92,6 +123,9 @@ pub async fn run(
         }
     };
     watcher.abort();
+    if let Some(metrics_page) = metrics_page {
+        metrics_page.abort();
+    }
     served?;
     tracing::info!("gRPC server stopped");
     Ok(())
@@ -119,6 +153,9 @@ async fn report_database_health(store: Store, health: HealthReporter, interval: 
             tracing::info!(database_reachable = up, "health status changed");
             last = Some(up);
         }
+        // Also refreshed on every scrape of the server's own page; this keeps a shared page
+        // (`groupsctl up` serves it from the gateway) current too.
+        observe::record_pool_state(&store);
         let status = if up {
             ServingStatus::Serving
         } else {

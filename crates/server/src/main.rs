@@ -19,7 +19,7 @@ struct Args {
     #[arg(long, env = "GROUPS_SERVER_LISTEN", default_value = "0.0.0.0:50051")]
     listen: SocketAddr,
     /// Most database connections in the pool.
-    #[arg(long, env = "GROUPS_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "GROUPS_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pool_size: u32,
     /// Milliseconds a request waits for a free database connection before answering UNAVAILABLE.
     #[arg(long, env = "GROUPS_POOL_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -36,14 +36,27 @@ struct Args {
     /// Log format: human or json (filter with RUST_LOG, default info).
     #[arg(long, env = "GROUPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+    /// Address to serve Prometheus metrics on (GET /metrics); off when not given. Port 0 picks
+    /// a free port (printed as "metrics" in the address line).
+    #[arg(long, env = "GROUPS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    groups_runtime::init(args.log_format);
+    // Held to the end: dropping it flushes the spans not yet exported.
+    let _telemetry = groups_runtime::init("groups-server", args.log_format);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    groups_runtime::announce_listening(listener.local_addr()?)?;
+    let metrics_listener = match args.metrics_listen {
+        Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
+        None => None,
+    };
+    let mut others = Vec::new();
+    if let Some(metrics_listener) = &metrics_listener {
+        others.push(("metrics", metrics_listener.local_addr()?));
+    }
+    groups_runtime::announce_addresses(listener.local_addr()?, &others)?;
     let config = ServerConfig {
         pool: PoolConfig {
             max_size: args.pool_size,
@@ -55,5 +68,11 @@ async fn main() -> anyhow::Result<()> {
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         ..ServerConfig::new(args.database_url)
     };
-    groups_server::run(listener, config, groups_runtime::shutdown_signal()).await
+    groups_server::run_with_metrics(
+        listener,
+        metrics_listener,
+        config,
+        groups_runtime::shutdown_signal(),
+    )
+    .await
 }

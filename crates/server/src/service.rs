@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::credential::credential_from;
 use crate::deadline::deadline_from;
+use crate::observe::DATABASE_ERRORS_TOTAL;
 use crate::status::status_of;
 
 /// The service implementation; cheap to clone (it holds the pool).
@@ -39,8 +40,10 @@ impl GroupMembersService {
             message.allow_missing,
         )?;
         let store = self.store.clone();
+        // The blocking thread logs inside the request's span too (its request id).
+        let span = tracing::Span::current();
         let work = tokio::task::spawn_blocking(move || {
-            store.remove_member(&removal, &credential, deadline)
+            span.in_scope(|| store.remove_member(&removal, &credential, deadline))
         });
         // Past the caller's deadline nobody waits for the answer: say so, as gRPC does. A
         // statement already running finishes (bounded by statement_timeout); none starts late.
@@ -63,33 +66,33 @@ impl GroupMembers for GroupMembersService {
         request: Request<RemoveGroupMemberRequest>,
     ) -> Result<Response<()>, Status> {
         let started = Instant::now();
-        let (instance, group, user) = {
+        // What was asked and how it ended go on the request span, so the one line logged per
+        // RPC (crate::observe) says it. The name is bounded; the key is never recorded.
+        let span = tracing::Span::current();
+        {
             let m = request.get_ref();
-            // Bounded, so a huge name cannot flood the log; never the key.
-            (
-                m.instance_name.chars().take(64).collect::<String>(),
-                m.group_id,
-                m.user_id,
-            )
-        };
-        let outcome = self.remove(request, started).await;
-        let micros = started.elapsed().as_micros();
-        match outcome {
+            let instance: String = m.instance_name.chars().take(64).collect();
+            span.record("instance", instance.as_str());
+            span.record("group", m.group_id);
+            span.record("user", m.user_id);
+        }
+        match self.remove(request, started).await {
             Ok(()) => {
-                tracing::info!(rpc = "RemoveGroupMember", %instance, group, user, outcome = "removed", micros);
+                span.record("outcome", "removed");
                 Ok(Response::new(()))
             }
             Err(error) => {
                 let reason = error.reason().map_or("INTERNAL", |r| r.as_str());
+                span.record("outcome", reason);
                 match &error {
-                    DomainError::Unavailable(_)
-                    | DomainError::Internal(_)
-                    | DomainError::DeadlineExceeded => {
-                        tracing::error!(rpc = "RemoveGroupMember", %instance, group, user, outcome = reason, %error, micros);
+                    DomainError::Unavailable(_) => {
+                        metrics::counter!(DATABASE_ERRORS_TOTAL).increment(1);
+                        tracing::error!(%error, "removal failed at the database");
                     }
-                    _ => {
-                        tracing::info!(rpc = "RemoveGroupMember", %instance, group, user, outcome = reason, micros)
+                    DomainError::Internal(_) | DomainError::DeadlineExceeded => {
+                        tracing::error!(%error, "removal failed");
                     }
+                    _ => {}
                 }
                 Err(status_of(&error))
             }

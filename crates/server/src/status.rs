@@ -15,22 +15,28 @@ pub(crate) const RETRY_DELAY: Duration = Duration::from_secs(1);
 const SERVER_ERROR: &str = "A server error occurred.";
 
 /// tonic answers a request whose message is missing or cut short with INTERNAL before any codec
-/// of ours runs; SPEC.md says a request that cannot be decoded is INVALID_ARGUMENT. Every
-/// INTERNAL that is not our own [`SERVER_ERROR`] is such an answer (the handler never makes
-/// another), so it is rewritten, with the reason and field violation of any invalid argument.
+/// of ours runs, and one over its 4 MiB decoding limit with OUT_OF_RANGE (no `ErrorInfo`);
+/// SPEC.md says a request that cannot be decoded is INVALID_ARGUMENT. Every INTERNAL that is
+/// not our own [`SERVER_ERROR`], and every OUT_OF_RANGE, is such an answer (the handler never
+/// makes another), so it is rewritten, with the reason and field violation of any invalid
+/// argument. Not RESOURCE_EXHAUSTED: clients read that as a quota worth retrying.
 pub(crate) async fn undecodable_is_invalid_argument(
     response: axum::response::Response,
 ) -> axum::response::Response {
     let Some(status) = Status::from_header_map(response.headers()) else {
         return response;
     };
-    if status.code() != Code::Internal || status.message() == SERVER_ERROR {
-        return response;
-    }
+    let description = match status.code() {
+        Code::Internal if status.message() != SERVER_ERROR => {
+            "missing or undecodable request message"
+        }
+        Code::OutOfRange => "request message larger than the server accepts (4 MiB)",
+        _ => return response,
+    };
     tracing::debug!(message = status.message(), "undecodable request");
     let error = DomainError::InvalidArgument(vec![groups_core::FieldViolation {
         field: "request",
-        description: "missing or undecodable request message",
+        description,
     }]);
     let (parts, ()) = status_of(&error).into_http::<()>().into_parts();
     axum::response::Response::from_parts(parts, axum::body::Body::empty())

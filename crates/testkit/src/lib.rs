@@ -13,11 +13,13 @@
 //! - [`ServiceCommand`], [`spawn_server`], [`spawn_gateway`], [`spawn_stack`], [`groupsctl`]: the
 //!   real processes, with their captured logs.
 //! - [`FaultProxy`]: cuts, restores and slows TCP connections between two processes.
+//! - [`OtlpSink`]: an OpenTelemetry collector stand-in that keeps the spans it is sent.
 
 mod binaries;
 mod cluster;
 mod database_url;
 mod fault_proxy;
+mod otlp_sink;
 mod private_server;
 mod service;
 mod test_db;
@@ -28,6 +30,7 @@ pub use binaries::{gateway_binary, groupsctl_binary, server_binary};
 pub use fault_proxy::FaultProxy;
 pub use groups_core::{GroupId, Role, UserId};
 pub use groups_store::provision::ApiKeyFlags;
+pub use otlp_sink::{ExportedSpan, OtlpSink};
 pub use service::{
     CtlOutput, ServiceCommand, ServiceProcess, Stack, groupsctl, groupsctl_command, spawn_gateway,
     spawn_server, spawn_stack,
@@ -49,6 +52,7 @@ mod tests {
         shareable::<ServiceProcess>();
         shareable::<Stack>();
         shareable::<FaultProxy>();
+        shareable::<OtlpSink>();
         shareable::<ServiceCommand>();
     }
 }

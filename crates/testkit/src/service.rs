@@ -2,7 +2,8 @@
 //! captured, and `groupsctl` runs.
 //!
 //! A service prints one line `{"listening":"127.0.0.1:PORT"}` on stdout once bound; that line
-//! is how a test learns the port. Everything both streams print is kept for `logs()`.
+//! is how a test learns the port (and, in further fields such as `"metrics"`, the addresses of
+//! other endpoints it serves). Everything both streams print is kept for `logs()`.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -27,9 +28,10 @@ const FAILURE_TAIL: usize = 4000;
 
 /// Environment variables the binaries read: removed from children, so a developer's shell
 /// settings cannot change what a test sees. `ServiceCommand::env` sets them on purpose.
+/// (`OTEL_*` too: a developer's trace collector must not receive, or swallow, a test's spans.)
 fn is_service_setting(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
-    name.starts_with("GROUPS_") || name == "DATABASE_URL"
+    name.starts_with("GROUPS_") || name.starts_with("OTEL_") || name == "DATABASE_URL"
 }
 
 /// A service to start: the program, its arguments and environment.
@@ -145,13 +147,15 @@ impl ServiceCommand {
             name: self.name,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            announced: serde_json::Value::Null,
             output,
             watchdog,
             status: None,
         };
         match address_rx.recv_timeout(self.startup_timeout) {
-            Ok(Ok(addr)) => {
+            Ok(Ok((addr, announced))) => {
                 process.addr = addr;
+                process.announced = announced;
                 process
             }
             Ok(Err(line)) => process.fail(&format!("printed an unreadable address line {line:?}")),
@@ -175,6 +179,8 @@ pub struct ServiceProcess {
     name: String,
     child: Child,
     addr: SocketAddr,
+    /// The whole address line, for its other fields.
+    announced: serde_json::Value,
     output: Arc<Captured>,
     watchdog: Option<Child>,
     /// Set once the child is reaped: its pid may then belong to someone else.
@@ -190,6 +196,21 @@ impl ServiceProcess {
     /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Another address from the address line: `{"listening":"...","NAME":"ADDR"}` (the
+    /// server's `"metrics"`). Panics when the line has no such address.
+    pub fn announced_addr(&self, name: &str) -> SocketAddr {
+        self.announced
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "groups-testkit: {} announced no {name:?} address: {}",
+                    self.name, self.announced
+                )
+            })
     }
 
     /// Its process id.
@@ -390,7 +411,7 @@ fn spawn_reader(
     stream_name: &str,
     stream: impl Read + Send + 'static,
     output: Arc<Captured>,
-    mut address_tx: Option<mpsc::Sender<Result<SocketAddr, String>>>,
+    mut address_tx: Option<mpsc::Sender<Result<(SocketAddr, serde_json::Value), String>>>,
 ) {
     let spawned = thread::Builder::new()
         .name(format!("{service}-{stream_name}"))
@@ -411,7 +432,8 @@ fn spawn_reader(
                         && let Some(address) = listening_address(&line)
                         && let Some(tx) = address_tx.take()
                     {
-                        let _ = tx.send(address);
+                        let whole = serde_json::from_str(line.trim()).unwrap_or_default();
+                        let _ = tx.send(address.map(|address| (address, whole)));
                     }
                     output.append(&line);
                 }

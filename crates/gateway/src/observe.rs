@@ -1,0 +1,108 @@
+//! What operators see of each REST request: a `request` span carrying the request id (the
+//! client's `X-Request-Id`, else a new one) around everything the gateway does for it, the id
+//! echoed on the answer and passed on to the server with the trace context, the request counter
+//! and latency histogram (by route template, never the raw path), and the `/metrics` page.
+//!
+//! The access-log line itself is written by the edge layer (`routes`), inside this span.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use groups_runtime::{REQUEST_ID_HEADER, RequestId};
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tracing::Instrument;
+
+/// Counter of answered requests, by `route` (template), `method` and `status`.
+pub const REQUESTS_TOTAL: &str = "groups_gateway_requests_total";
+/// Histogram of request latency in seconds, by `route` (template) and `method`.
+pub const REQUEST_DURATION_SECONDS: &str = "groups_gateway_request_duration_seconds";
+
+/// The `route` label of a request no route matched (unknown paths, CORS preflights).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+tokio::task_local! {
+    /// The id of the request this task is serving: the backend call reads it here rather than
+    /// have it threaded through every handler's arguments.
+    static REQUEST_ID: RequestId;
+}
+
+/// Registers the help text of the gateway's metrics.
+pub(crate) fn describe_metrics() {
+    metrics::describe_counter!(
+        REQUESTS_TOTAL,
+        "REST requests answered, by route template, method and status."
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "REST request latency, by route template and method."
+    );
+}
+
+/// The outermost layer: see the module's documentation.
+pub(crate) async fn observe_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = RequestId::from_caller(
+        request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .map(HeaderValue::as_bytes),
+    );
+    let method = groups_runtime::method_label(request.method());
+    let span = groups_runtime::request_span!(request_id = %request_id);
+    groups_runtime::continue_trace(&span, request.headers());
+    let echoed = HeaderValue::from_str(request_id.as_str()).ok();
+    let mut response = REQUEST_ID
+        .scope(request_id, next.run(request).instrument(span.clone()))
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
+    groups_runtime::name_span(&span, || format!("{method} {route}"));
+    let status = response.status().as_str().to_owned();
+    metrics::counter!(REQUESTS_TOTAL, "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!(REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
+        .record(elapsed);
+    if let Some(echoed) = echoed {
+        response.headers_mut().insert(REQUEST_ID_HEADER, echoed);
+    }
+    response
+}
+
+/// Adds what follows the request to the server: its id as `x-request-id` and, when traces are
+/// exported, `traceparent` (this span is the server span's parent).
+pub(crate) fn annotate<T>(request: &mut tonic::Request<T>) {
+    let metadata = request.metadata_mut();
+    // Outside a request (none here yet) there is nothing to pass on.
+    let _outside_a_request = REQUEST_ID.try_with(|id| {
+        if let Ok(value) = AsciiMetadataValue::try_from(id.as_str()) {
+            metadata.insert(REQUEST_ID_HEADER, value);
+        }
+    });
+    groups_runtime::inject(&tracing::Span::current(), |key, value| {
+        if let (Ok(key), Ok(value)) = (
+            AsciiMetadataKey::from_bytes(key.as_bytes()),
+            AsciiMetadataValue::try_from(value),
+        ) {
+            metadata.insert(key, value);
+        }
+    });
+}
+
+/// `GET /metrics`: the process's metrics in Prometheus text format (in `groupsctl up`, the
+/// server's too).
+pub(crate) async fn metrics_page() -> Response {
+    let content_type = HeaderValue::from_static(groups_runtime::PROMETHEUS_CONTENT_TYPE);
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        groups_runtime::metrics().render(),
+    )
+        .into_response()
+}

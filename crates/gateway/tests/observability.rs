@@ -1,0 +1,476 @@
+//! What operators rely on, against the real processes: one request id followed through the
+//! gateway's and the server's logs, the Prometheus counts of both after known traffic, and one
+//! trace per removal (gateway span → server span) at an OTLP collector stand-in.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
+use groups_runtime::RequestId;
+use groups_testkit::{FaultProxy, OtlpSink, ServiceCommand, ServiceProcess, UserId, World};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+const REMOVE_RPC: &str = "/groups.v1.GroupMembers/RemoveGroupMember";
+const MEMBER_ROUTE: &str = "/v1.1/instances/{instance}/groups/{group_id}/users/{user_id}/";
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+fn member_url(gateway: &ServiceProcess, group: impl ToString, user: impl ToString) -> String {
+    format!(
+        "{}/v1.1/instances/demo/groups/{}/users/{}/",
+        gateway.url(),
+        group.to_string(),
+        user.to_string()
+    )
+}
+
+/// A fresh user of "demo", member of the demo group.
+fn new_member(world: &World, username: &str) -> UserId {
+    let user = world.add_user("demo", username);
+    world.add_member("demo", world.demo.group, user);
+    user
+}
+
+/// The JSON log lines of `logs` that were written inside the span of request `id`.
+fn json_lines_of(logs: &str, id: &str) -> Vec<Value> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| {
+            line["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|span| span["request_id"] == id))
+        })
+        .collect()
+}
+
+/// The request's span (the first of the line's span list) and the line's own fields.
+fn span_of(line: &Value) -> &Value {
+    &line["spans"][0]
+}
+
+#[tokio::test]
+async fn one_request_id_follows_a_removal_through_both_processes_json_logs() {
+    let world = World::new();
+    let server = ServiceCommand::server(world.url())
+        .args(["--log-format", "json"])
+        .spawn();
+    let gateway = ServiceCommand::gateway(&server.url())
+        .env("GROUPS_LOG_FORMAT", "json")
+        .spawn();
+    let demo = &world.demo;
+    let id = format!("test-{}", RequestId::generate());
+
+    let response = http_client()
+        .delete(member_url(&gateway, demo.group, demo.user))
+        .header("X-API-KEY", &demo.owner.key)
+        .header("X-Request-Id", &id)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    assert_eq!(response.headers()["x-request-id"], id.as_str());
+
+    // The server writes its line when the answer's trailers go out: it may trail the client.
+    assert!(
+        server.wait_for_log("\"message\":\"rpc\"", WAIT),
+        "{}",
+        server.logs()
+    );
+    assert!(gateway.wait_for_log(&id, WAIT), "{}", gateway.logs());
+
+    let gateway_lines = json_lines_of(&gateway.logs(), &id);
+    let access: Vec<&Value> = gateway_lines
+        .iter()
+        .filter(|line| line["message"] == "request")
+        .collect();
+    assert_eq!(access.len(), 1, "one access line: {gateway_lines:#?}");
+    assert_eq!(access[0]["method"], "DELETE");
+    assert_eq!(access[0]["route"], MEMBER_ROUTE);
+    assert_eq!(access[0]["status"], 204);
+    assert!(access[0]["latency_ms"].is_f64(), "{:?}", access[0]);
+
+    let server_lines = json_lines_of(&server.logs(), &id);
+    let rpc: Vec<&Value> = server_lines
+        .iter()
+        .filter(|line| line["message"] == "rpc")
+        .collect();
+    assert_eq!(rpc.len(), 1, "one line per RPC: {server_lines:#?}");
+    assert_eq!(rpc[0]["code"], "OK");
+    assert!(rpc[0]["latency_ms"].is_f64(), "{:?}", rpc[0]);
+    let span = span_of(rpc[0]);
+    assert_eq!(span["rpc"], REMOVE_RPC);
+    assert_eq!(span["instance"], "demo");
+    assert_eq!(span["group"], demo.group.get());
+    assert_eq!(span["user"], demo.user.get());
+    assert_eq!(span["outcome"], "removed");
+
+    for (name, logs) in [("gateway", gateway.logs()), ("server", server.logs())] {
+        assert!(!logs.contains(&demo.owner.key), "{name} logged the key");
+        assert!(
+            !logs.contains("/instances/demo/groups/"),
+            "{name} logged a raw path"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_a_usable_id_gets_a_new_one_in_both_human_logs() {
+    let world = World::new();
+    let server = ServiceCommand::server(world.url()).spawn();
+    let gateway = ServiceCommand::gateway(&server.url()).spawn();
+    let demo = &world.demo;
+    let http = http_client();
+    let member = new_member(&world, "second");
+
+    let key_shaped = "0123456789abcdef0123456789abcdef01234567";
+    let long = "x".repeat(129);
+    let cases: [(Option<&str>, UserId); 3] = [
+        (None, demo.user),
+        (Some("two words"), member),
+        (Some(long.as_str()), member),
+    ];
+    for (given, user) in cases {
+        let mut request = http
+            .delete(member_url(&gateway, demo.group, user))
+            .header("X-API-KEY", &demo.owner.key);
+        if let Some(given) = given {
+            request = request.header("X-Request-Id", given);
+        }
+        let response = request.send().await.expect("an answer");
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        assert_eq!(id.len(), 32, "{given:?} → {id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        let needle = format!("request_id={id}");
+        assert!(gateway.wait_for_log(&needle, WAIT), "{}", gateway.logs());
+        assert!(server.wait_for_log(&needle, WAIT), "{}", server.logs());
+    }
+    // A key sent as a request id is not taken (it would be logged with every line).
+    let response = http
+        .get(format!("{}/healthz", gateway.url()))
+        .header("X-Request-Id", key_shaped)
+        .send()
+        .await
+        .expect("an answer");
+    assert_ne!(response.headers()["x-request-id"], key_shaped);
+    assert!(!gateway.logs().contains(key_shaped));
+}
+
+#[tokio::test]
+async fn an_internal_grpc_caller_sends_its_own_id_and_gets_it_back() {
+    let world = World::new();
+    let server = ServiceCommand::server(world.url()).spawn();
+    let mut client = GroupMembersClient::connect(server.url())
+        .await
+        .expect("connected");
+    let demo = &world.demo;
+    let mut request = tonic::Request::new(RemoveGroupMemberRequest {
+        instance_name: "demo".to_owned(),
+        group_id: demo.group.get(),
+        user_id: demo.user.get(),
+        allow_missing: false,
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", demo.owner.key.parse().expect("ASCII"));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "batch-job-7".parse().expect("ASCII"));
+    let response = client.remove_group_member(request).await.expect("removed");
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "batch-job-7"
+    );
+    assert!(
+        server.wait_for_log("request_id=batch-job-7", WAIT),
+        "{}",
+        server.logs()
+    );
+
+    // Errors travel with the id too (a trailers-only answer).
+    let mut again = tonic::Request::new(RemoveGroupMemberRequest {
+        instance_name: "demo".to_owned(),
+        group_id: demo.group.get(),
+        user_id: demo.user.get(),
+        allow_missing: false,
+    });
+    again
+        .metadata_mut()
+        .insert("x-request-id", "batch-job-8".parse().expect("ASCII"));
+    let status = client.remove_group_member(again).await.expect_err("no key");
+    assert_eq!(
+        status.metadata().get("x-request-id").unwrap(),
+        "batch-job-8"
+    );
+}
+
+/// One sample of a Prometheus text page: name and labels.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the text exposition format (enough of it for our pages: no escapes in label values).
+fn samples(page: &str) -> Vec<Sample> {
+    page.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').expect("label=value");
+                    (key.to_owned(), value.trim_matches('"').to_owned())
+                })
+                .collect();
+            Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().expect("a number"),
+            }
+        })
+        .collect()
+}
+
+/// The value of the one sample named `name` with (at least) these labels; 0 when none.
+#[track_caller]
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matching: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert!(matching.len() <= 1, "{name} {labels:?}: {matching:?}");
+    matching.first().map_or(0.0, |s| s.value)
+}
+
+async fn scrape(url: String) -> Vec<Sample> {
+    let response = reqwest::get(url).await.expect("a metrics page");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{response:?}"
+    );
+    samples(&response.text().await.expect("a body"))
+}
+
+#[tokio::test]
+async fn both_processes_count_requests_by_route_method_and_status() {
+    let world = World::new();
+    let proxy = FaultProxy::start(world.db.server_addr());
+    let server = ServiceCommand::server(&world.db.url_via(proxy.addr()))
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--pool-timeout-ms",
+            "500",
+        ])
+        .spawn();
+    let gateway = ServiceCommand::gateway(&server.url())
+        .args(["--rate-limit", "0"])
+        .spawn();
+    let metrics_url = format!("http://{}/metrics", server.announced_addr("metrics"));
+    let http = http_client();
+    let demo = &world.demo;
+    let delete = |user: UserId| {
+        http.delete(member_url(&gateway, demo.group, user))
+            .header("X-API-KEY", &demo.owner.key)
+    };
+
+    // 3 removed, 2 not members, 1 unknown path, then 2 while the database is unreachable.
+    let members = [
+        demo.user,
+        new_member(&world, "m1"),
+        new_member(&world, "m2"),
+    ];
+    for user in members {
+        assert_eq!(delete(user).send().await.unwrap().status(), 204);
+    }
+    for user in &members[..2] {
+        assert_eq!(delete(*user).send().await.unwrap().status(), 404);
+    }
+    let unknown = http
+        .get(format!("{}/no/such/path", gateway.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    proxy.cut();
+    for _ in 0..2 {
+        assert_eq!(delete(demo.user).send().await.unwrap().status(), 503);
+    }
+    proxy.restore();
+
+    let g = scrape(format!("{}/metrics", gateway.url())).await;
+    let requests = "groups_gateway_requests_total";
+    let delete_route = [("route", MEMBER_ROUTE), ("method", "DELETE")];
+    for (status, count) in [("204", 3.0), ("404", 2.0), ("503", 2.0)] {
+        let labels = [delete_route[0], delete_route[1], ("status", status)];
+        assert_eq!(value(&g, requests, &labels), count, "gateway {status}");
+    }
+    let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
+    assert_eq!(value(&g, requests, &unmatched), 1.0);
+    assert_eq!(
+        value(
+            &g,
+            "groups_gateway_request_duration_seconds_count",
+            &delete_route
+        ),
+        7.0
+    );
+    assert_eq!(
+        value(
+            &g,
+            "groups_gateway_request_duration_seconds_bucket",
+            &[delete_route[0], delete_route[1], ("le", "+Inf")]
+        ),
+        7.0
+    );
+    assert!(
+        g.iter()
+            .all(|s| !s.labels.values().any(|v| v.contains("/instances/demo/"))),
+        "a raw path in a label"
+    );
+
+    let s = scrape(metrics_url).await;
+    let rpcs = "groups_server_rpcs_total";
+    let method = ("method", REMOVE_RPC);
+    for (code, count) in [("OK", 3.0), ("NOT_FOUND", 2.0), ("UNAVAILABLE", 2.0)] {
+        assert_eq!(
+            value(&s, rpcs, &[method, ("code", code)]),
+            count,
+            "server {code}"
+        );
+    }
+    assert_eq!(
+        value(&s, "groups_server_rpc_duration_seconds_count", &[method]),
+        7.0
+    );
+    assert_eq!(value(&s, "groups_server_database_errors_total", &[]), 2.0);
+    let in_use = value(&s, "groups_server_pool_connections", &[("state", "in_use")]);
+    let idle = value(&s, "groups_server_pool_connections", &[("state", "idle")]);
+    assert!(in_use >= 0.0 && idle >= 0.0, "in_use {in_use}, idle {idle}");
+    assert!(
+        s.iter().any(|s| s.name == "groups_server_pool_connections"),
+        "no pool gauges"
+    );
+}
+
+#[tokio::test]
+async fn a_removal_is_one_trace_across_both_processes() {
+    let world = World::new();
+    let sink = OtlpSink::start();
+    // With the periodic export a minute away, only the flush at shutdown can deliver the
+    // spans: stopping both right after the requests checks that nothing batched is lost.
+    let with_export = |command: ServiceCommand| {
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+            .env("OTEL_BSP_SCHEDULE_DELAY", "60000")
+            .spawn()
+    };
+    let mut server = with_export(ServiceCommand::server(world.url()));
+    let mut gateway = with_export(ServiceCommand::gateway(&server.url()));
+    let demo = &world.demo;
+    let http = http_client();
+    let member = new_member(&world, "traced");
+
+    // A removal: the gateway starts the trace.
+    let first = format!("test-{}", RequestId::generate());
+    let response = http
+        .delete(member_url(&gateway, demo.group, demo.user))
+        .header("X-API-KEY", &demo.owner.key)
+        .header("X-Request-Id", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+
+    // A removal by a client that traces: the gateway continues the client's trace.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let second = format!("test-{}", RequestId::generate());
+    let response = http
+        .delete(member_url(&gateway, demo.group, member))
+        .header("X-API-KEY", &demo.owner.key)
+        .header("X-Request-Id", &second)
+        .header("traceparent", format!("00-{client_trace}-{client_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+
+    let of = |spans: &[groups_testkit::ExportedSpan], id: &str, service: &str| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.attribute("request_id") == Some(id))
+            .cloned()
+    };
+    let all_four = |spans: &[groups_testkit::ExportedSpan]| {
+        [&first, &second].iter().all(|id| {
+            of(spans, id, "groups-gateway").is_some() && of(spans, id, "groups-server").is_some()
+        })
+    };
+    for process in [&mut gateway, &mut server] {
+        process.terminate();
+        let status = process.wait_timeout(WAIT).expect("stopped on SIGTERM");
+        assert!(status.success(), "{status}: {}", process.logs());
+    }
+    assert!(
+        sink.wait_for(Duration::from_secs(1), all_four),
+        "spans: {:#?}\ngateway: {}\nserver: {}",
+        sink.spans(),
+        gateway.logs(),
+        server.logs()
+    );
+    let spans = sink.spans();
+    for id in [&first, &second] {
+        let g = of(&spans, id, "groups-gateway").unwrap();
+        let s = of(&spans, id, "groups-server").unwrap();
+        assert_eq!(g.trace_id, s.trace_id, "one trace: {g:#?} {s:#?}");
+        assert_eq!(
+            s.parent_span_id, g.span_id,
+            "server span under the gateway's"
+        );
+        assert_eq!(g.name, format!("DELETE {MEMBER_ROUTE}"));
+        assert_eq!(s.name, REMOVE_RPC);
+        assert_eq!(
+            (g.kind.as_str(), s.kind.as_str()),
+            ("SPAN_KIND_SERVER", "SPAN_KIND_SERVER")
+        );
+        assert!(
+            g.attributes
+                .iter()
+                .all(|(_, v)| !v.contains(&demo.owner.key))
+        );
+    }
+    let g = of(&spans, &first, "groups-gateway").unwrap();
+    assert!(
+        g.parent_span_id.is_empty(),
+        "the gateway's span is the root: {g:#?}"
+    );
+    let g = of(&spans, &second, "groups-gateway").unwrap();
+    assert_eq!(g.trace_id, client_trace);
+    assert_eq!(g.parent_span_id, client_span);
+}
