@@ -1,6 +1,9 @@
 //! `groups.v1.GroupMembers`: metadata → key, request → domain, domain error → `Status`.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use groups_core::{DomainError, RemovalRequest};
 use groups_proto::{GroupMembers, RemoveGroupMemberRequest};
@@ -16,12 +19,45 @@ use crate::status::status_of;
 #[derive(Debug, Clone)]
 pub struct GroupMembersService {
     store: Store,
+    /// One permit per pooled connection: requests wait for a connection here, asynchronously,
+    /// rather than parked in r2d2 on a blocking thread (the benchmark measured that parking at
+    /// 9-14% of the server's CPU whenever requests outnumbered connections).
+    connections: Arc<Semaphore>,
 }
 
 impl GroupMembersService {
     /// A service answering from `store`.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let permits = usize::try_from(store.max_connections()).unwrap_or(usize::MAX);
+        Self {
+            store,
+            connections: Arc::new(Semaphore::new(permits)),
+        }
+    }
+
+    /// Waits for a free connection's permit, at most the pool's checkout timeout and never past
+    /// the caller's deadline.
+    async fn wait_for_connection(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<OwnedSemaphorePermit, DomainError> {
+        let mut until = Instant::now() + self.store.checkout_timeout();
+        if let Some(deadline) = deadline {
+            until = until.min(deadline);
+        }
+        match tokio::time::timeout_at(until.into(), self.connections.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(DomainError::Internal(format!(
+                "connection permits: {closed}"
+            ))),
+            Err(_elapsed) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                Err(DomainError::DeadlineExceeded)
+            }
+            Err(_elapsed) => Err(DomainError::Unavailable(
+                "no database connection came free in time".to_owned(),
+            )),
+        }
     }
 
     /// Validates and performs one removal; the blocking store call runs in one `spawn_blocking`.
@@ -39,11 +75,14 @@ impl GroupMembersService {
             message.user_id,
             message.allow_missing,
         )?;
+        let permit = self.wait_for_connection(deadline).await?;
         let store = self.store.clone();
         // The blocking thread logs inside the request's span too (its request id).
         let span = tracing::Span::current();
         let work = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| store.remove_member(&removal, &credential, deadline))
+            let removed = span.in_scope(|| store.remove_member(&removal, &credential, deadline));
+            drop(permit);
+            removed
         });
         // Past the caller's deadline nobody waits for the answer: say so, as gRPC does. A
         // statement already running finishes (bounded by statement_timeout); none starts late.
