@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# schemathesis against the live gateway: `groupsctl up` (a private PostgreSQL, gRPC server and
+# gateway in one process, rate limit off) in a temporary directory, seeded with memberships,
+# then every operation of the OpenAPI document the gateway serves at /openapi.json, with the
+# demo owner's key: every answer must be described by the document, and none may be a 5xx.
+# A bounded number of examples per operation and a time limit per run; any failure fails CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCHEMATHESIS_VERSION=4.32.5
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
+RUN_TIME_LIMIT=${SCHEMATHESIS_RUN_TIME_LIMIT:-85} # seconds, for each of the two runs
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,allow_header_conformance
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# schemathesis in a virtualenv of its own, kept between runs. Debian's python3 needs the
+# python3-venv package for `python3 -m venv`.
+venv="${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/groups-ci/schemathesis-$SCHEMATHESIS_VERSION"
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+cargo build --quiet --bin groupsctl
+groupsctl=target/debug/groupsctl
+
+work=$(mktemp -d)
+# As root, `up` runs PostgreSQL as the postgres user, who must reach the data directory.
+chmod 755 "$work"
+up_pid=
+cleanup() {
+  if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
+    kill -TERM "$up_pid"
+    wait "$up_pid" || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Settings of a developer's shell must not redirect `up` (to another database or port).
+env -u DATABASE_URL -u GROUPS_DATA_DIR -u GROUPS_GATEWAY_LISTEN -u GROUPS_SERVER_LISTEN \
+  -u GROUPS_RATE_LIMIT \
+  "$groupsctl" up --data-dir "$work/data" --rest-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 \
+  --rate-limit 0 >"$work/up.json" 2>"$work/up.log" &
+up_pid=$!
+for _ in $(seq 1 240); do
+  [ -s "$work/up.json" ] && break
+  if ! kill -0 "$up_pid" 2>/dev/null; then
+    echo "groupsctl up exited before serving:" >&2
+    cat "$work/up.log" >&2
+    exit 1
+  fi
+  sleep 0.25
+done
+if [ ! -s "$work/up.json" ]; then
+  echo "groupsctl up did not start within 60 s:" >&2
+  cat "$work/up.log" >&2
+  exit 1
+fi
+read -r rest key database_url < <(python3 -c '
+import json, sys
+up = json.load(sys.stdin)
+print(up["rest"], up["key"], up["database_url"])' <"$work/up.json")
+
+# Memberships for the removals to find: groups x users, every user in every group.
+DATABASE_URL="$database_url" "$groupsctl" seed demo --groups 20 --users 50 >"$work/seed.json"
+# For the second run: instance "demo", and ids drawn mostly from those that exist there.
+python3 - "$work/seed.json" >"$work/demo.toml" <<'PY'
+import json, sys
+seed = json.load(open(sys.argv[1]))
+groups = list(range(1, seed["groups"][1] + 1))
+users = list(range(1, seed["users"][1] + 1))
+print('[parameters]\ninstance = "demo"')
+print('group_id = { dictionary = "groups", probability = 0.8 }')
+print('user_id = { dictionary = "users", probability = 0.8 }')
+print(f"[dictionaries.groups]\nvalues = {groups}")
+print(f"[dictionaries.users]\nvalues = {users}")
+PY
+
+# Prints what a run did from its NDJSON report: cases, checks by name, statuses answered.
+summarize() {
+  python3 - "$1" "$2" <<'PY'
+import collections, json, sys
+label, path = sys.argv[1], sys.argv[2]
+cases, checks, failed, statuses = 0, collections.Counter(), 0, collections.Counter()
+with open(path) as events:
+    for line in events:
+        event = json.loads(line)
+        finished = event.get("ScenarioFinished")
+        if not finished:
+            continue
+        recorder = finished["recorder"]
+        cases += len(recorder.get("cases", {}))
+        for results in recorder.get("checks", {}).values():
+            for check in results:
+                checks[check["name"]] += 1
+                failed += check["status"] != "success"
+        for interaction in recorder.get("interactions", {}).values():
+            response = interaction.get("response") or {}
+            statuses[response.get("status_code", "none")] += 1
+total = sum(checks.values())
+print(f"schemathesis {label}: {cases} cases, {total} checks ({failed} failed)")
+for name, count in sorted(checks.items()):
+    print(f"  {name}: {count}")
+print("  answers by status: " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items(), key=str)))
+PY
+}
+
+# One run; its exit status is the script's unless a later step fails first.
+run() {
+  local label=$1
+  shift
+  local report="$work/$label.ndjson"
+  local status=0
+  timeout "$RUN_TIME_LIMIT" "$venv/bin/st" "$@" --url "$rest" \
+    --header "X-API-KEY: $key" --checks "$CHECKS" --max-examples "$MAX_EXAMPLES" \
+    --phases examples,coverage,fuzzing --request-timeout 15 --wait-for-schema 30 \
+    --report ndjson --report-ndjson-path "$report" || status=$?
+  if [ -s "$report" ]; then summarize "$label" "$report"; fi
+  if [ "$status" -eq 124 ]; then echo "schemathesis $label: over ${RUN_TIME_LIMIT} s" >&2; fi
+  return "$status"
+}
+
+started=$SECONDS
+cd "$work"
+# Every operation, every parameter generated (most instance names do not exist: 404s).
+run all-operations run "$rest/openapi.json"
+# The removal itself on the seeded instance, so that generated ids reach every check.
+run removals-on-demo --config-file "$work/demo.toml" run "$rest/openapi.json" --include-method DELETE
+echo "schemathesis: passed in $((SECONDS - started)) s"
