@@ -45,12 +45,7 @@ pub(crate) fn describe_metrics() {
 /// The outermost layer: see the module's documentation.
 pub(crate) async fn observe_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = RequestId::from_caller(
-        request
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .map(HeaderValue::as_bytes),
-    );
+    let request_id = RequestId::from_headers(request.headers());
     let method = groups_runtime::method_label(request.method());
     let span = groups_runtime::request_span!(request_id = %request_id);
     groups_runtime::continue_trace(&span, request.headers());

@@ -21,6 +21,15 @@ impl RequestId {
         value.and_then(Self::parse).unwrap_or_else(Self::generate)
     }
 
+    /// The id in a request's `x-request-id` header when it is acceptable, else a new one.
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        Self::from_caller(
+            headers
+                .get(REQUEST_ID_HEADER)
+                .map(http::HeaderValue::as_bytes),
+        )
+    }
+
     /// An id a caller sent: visible ASCII (no spaces, no control characters, so it cannot break
     /// a log line), at most [`MAX_REQUEST_ID_LEN`] characters. Text shaped like one of our keys
     /// (40 lower-case hex digits) is refused too, so a key pasted into the wrong header is not

@@ -93,12 +93,7 @@ pub(crate) fn metrics_app(store: Store) -> axum::Router {
 /// The middleware around every gRPC route: see the module's documentation.
 pub(crate) async fn observe_rpc(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = RequestId::from_caller(
-        request
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .map(HeaderValue::as_bytes),
-    );
+    let request_id = RequestId::from_headers(request.headers());
     let method = method_label(request.uri().path());
     // `instance`, `group`, `user` and `outcome` (`removed` or the error's reason) are filled in
     // by the RemoveGroupMember handler.
