@@ -214,7 +214,7 @@ async fn edge(State(plain): State<Router>, request: Request, next: Next) -> Resp
     let started = Instant::now();
     let is_plain_options =
         method == Method::OPTIONS && !request.headers().contains_key(header::ORIGIN);
-    let response = if is_plain_options {
+    let mut response = if is_plain_options {
         match plain.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -222,6 +222,11 @@ async fn edge(State(plain): State<Router>, request: Request, next: Next) -> Resp
     } else {
         next.run(request).await
     };
+    // axum's method router adds `Allow` to every answer for a method it does not route, the
+    // empty-segment 404 of `require_member_path` included: an unknown path has no `Allow`.
+    if response.status() == StatusCode::NOT_FOUND {
+        response.headers_mut().remove(header::ALLOW);
+    }
     let route = response
         .extensions()
         .get::<MatchedPath>()
