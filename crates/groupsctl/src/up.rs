@@ -183,7 +183,7 @@ async fn serve(database_url: &str, args: &UpArgs, demo: Demo) -> anyhow::Result<
     };
     let gateway = tokio::spawn(groups_gateway::run(rest, gateway_config, wait_for(stopped)));
 
-    print_banner(database_url, grpc_addr, rest_addr, &demo)?;
+    print_banner(&without_password(database_url), grpc_addr, rest_addr, &demo)?;
     groups_runtime::shutdown_signal().await;
     let _ = stop.send(true);
     // The gateway drains first (its requests need the server), then the server.
@@ -232,6 +232,20 @@ fn print_banner(
     });
     println!("{summary}");
     Ok(())
+}
+
+/// The URL with its password (if any) replaced by `***`, for printing.
+fn without_password(database_url: &str) -> String {
+    let Some((scheme, rest)) = database_url.split_once("://") else {
+        return database_url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return database_url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => database_url.to_owned(),
+    }
 }
 
 /// $XDG_DATA_HOME/groups, else ~/.local/share/groups; as root /var/lib/groups, since the
@@ -331,4 +345,25 @@ fn create_database(port: u16) -> anyhow::Result<String> {
         diesel::sql_query("CREATE DATABASE groups").execute(&mut conn)?;
     }
     Ok(format!("postgres://postgres@127.0.0.1:{port}/groups"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn printed_urls_hide_the_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cret@db:5432/groups"),
+            "postgres://app:***@db:5432/groups"
+        );
+        assert_eq!(
+            without_password("postgres://postgres@127.0.0.1:5432/groups"),
+            "postgres://postgres@127.0.0.1:5432/groups"
+        );
+        assert_eq!(
+            without_password("host=db dbname=groups"),
+            "host=db dbname=groups"
+        );
+    }
 }

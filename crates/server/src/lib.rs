@@ -131,6 +131,9 @@ pub async fn run_with_metrics(
     Ok(())
 }
 
+/// How long one health probe of the database may take before it counts as a failure.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The full name of the service, as health checks and reflection spell it.
 pub const GROUP_MEMBERS_SERVICE: &str = "groups.v1.GroupMembers";
 
@@ -146,9 +149,12 @@ async fn report_database_health(store: Store, health: HealthReporter, interval: 
     let mut last = None;
     loop {
         let probe = store.clone();
-        let up = tokio::task::spawn_blocking(move || probe.is_reachable())
-            .await
-            .unwrap_or(false);
+        // A database that stops answering must not keep the last SERVING forever.
+        let probed = tokio::task::spawn_blocking(move || probe.is_reachable());
+        let up = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT.max(interval), probed).await,
+            Ok(Ok(true))
+        );
         if last != Some(up) {
             tracing::info!(database_reachable = up, "health status changed");
             last = Some(up);

@@ -17,7 +17,7 @@ struct Args {
     database_url: String,
     /// Address to serve gRPC on (port 0 picks a free port; the bound address is printed).
     #[arg(long, env = "GROUPS_SERVER_LISTEN", default_value = "0.0.0.0:50051")]
-    listen: SocketAddr,
+    listen: String,
     /// Most database connections in the pool.
     #[arg(long, env = "GROUPS_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pool_size: u32,
@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Held to the end: dropping it flushes the spans not yet exported.
     let _telemetry = groups_runtime::init("groups-server", args.log_format);
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let metrics_listener = match args.metrics_listen {
         Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
         None => None,

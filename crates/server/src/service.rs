@@ -7,7 +7,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use groups_core::{DomainError, RemovalRequest};
 use groups_proto::{GroupMembers, RemoveGroupMemberRequest};
-use groups_store::Store;
+use groups_store::{Budget, Store};
 use tonic::{Request, Response, Status};
 
 use crate::credential::credential_from;
@@ -35,25 +35,19 @@ impl GroupMembersService {
         }
     }
 
-    /// Waits for a free connection's permit, at most the pool's checkout timeout and never past
-    /// the caller's deadline.
+    /// Waits for a free connection's permit within `budget` (the same budget then bounds the
+    /// pool checkout, so a request waits for a connection at most the checkout timeout in all).
     async fn wait_for_connection(
         &self,
-        deadline: Option<Instant>,
+        budget: Budget,
     ) -> Result<OwnedSemaphorePermit, DomainError> {
-        let mut until = Instant::now() + self.store.checkout_timeout();
-        if let Some(deadline) = deadline {
-            until = until.min(deadline);
-        }
-        match tokio::time::timeout_at(until.into(), self.connections.clone().acquire_owned()).await
-        {
+        let permits = self.connections.clone().acquire_owned();
+        match tokio::time::timeout_at(budget.give_up_at().into(), permits).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(closed)) => Err(DomainError::Internal(format!(
                 "connection permits: {closed}"
             ))),
-            Err(_elapsed) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                Err(DomainError::DeadlineExceeded)
-            }
+            Err(_elapsed) if budget.deadline_passed() => Err(DomainError::DeadlineExceeded),
             Err(_elapsed) => Err(DomainError::Unavailable(
                 "no database connection came free in time".to_owned(),
             )),
@@ -75,12 +69,13 @@ impl GroupMembersService {
             message.user_id,
             message.allow_missing,
         )?;
-        let permit = self.wait_for_connection(deadline).await?;
+        let budget = self.store.budget(deadline);
+        let permit = self.wait_for_connection(budget).await?;
         let store = self.store.clone();
         // The blocking thread logs inside the request's span too (its request id).
         let span = tracing::Span::current();
         let work = tokio::task::spawn_blocking(move || {
-            let removed = span.in_scope(|| store.remove_member(&removal, &credential, deadline));
+            let removed = span.in_scope(|| store.remove_member(&removal, &credential, budget));
             drop(permit);
             removed
         });

@@ -15,7 +15,7 @@ use diesel::pg::PgConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use error::{StoreError, StoreResult};
-pub use pool::{PoolConfig, PooledConn, Store};
+pub use pool::{Budget, PoolConfig, PooledConn, Store};
 pub use removal::{REMOVAL_ROUND_TRIPS, removal_statement_sql};
 pub use seed::{SeedSummary, seed};
 

@@ -76,7 +76,7 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = diesel::ConnectionError;
 
     fn connect(&self) -> Result<PooledConn, Self::Error> {
-        let mut conn = PgConnection::establish(&self.database_url)?;
+        let mut conn = PgConnection::establish(&with_network_timeouts(&self.database_url))?;
         let millis = self.statement_timeout.as_millis().max(1);
         diesel::sql_query(format!("SET statement_timeout = {millis}"))
             .execute(&mut conn)
@@ -99,6 +99,37 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
+/// libpq settings that make a silent network (packets dropped, not refused) an error within
+/// seconds instead of minutes of TCP retransmission: connecting, idle keepalives, and unacknowledged
+/// data. Settings the URL already has are kept.
+const NETWORK_TIMEOUTS: [(&str, &str); 5] = [
+    ("connect_timeout", "5"),
+    ("keepalives_idle", "5"),
+    ("keepalives_interval", "2"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "10000"),
+];
+
+/// `database_url` with [`NETWORK_TIMEOUTS`] added, as URI query parameters or as `key=value`
+/// words, whichever form the URL has.
+fn with_network_timeouts(database_url: &str) -> String {
+    let is_uri =
+        database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+    let mut url = database_url.to_owned();
+    for (key, value) in NETWORK_TIMEOUTS {
+        if url.contains(&format!("{key}=")) {
+            continue;
+        }
+        let separator = match (is_uri, url.contains('?')) {
+            (true, true) => "&",
+            (true, false) => "?",
+            (false, _) => " ",
+        };
+        url.push_str(&format!("{separator}{key}={value}"));
+    }
+    url
+}
+
 /// Logs pool errors (failed connection attempts) through tracing instead of stderr.
 #[derive(Debug)]
 struct TracingErrorHandler;
@@ -106,6 +137,28 @@ struct TracingErrorHandler;
 impl r2d2::HandleError<diesel::ConnectionError> for TracingErrorHandler {
     fn handle_error(&self, error: diesel::ConnectionError) {
         tracing::warn!(%error, "database connection attempt failed");
+    }
+}
+
+/// How long one request may wait and work: fixed when it arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// The caller's deadline (gRPC `grpc-timeout`), if it sent one.
+    pub deadline: Option<Instant>,
+    /// When waiting for a connection ends with "unavailable".
+    pub checkout_by: Instant,
+}
+
+impl Budget {
+    /// The earlier of the two limits.
+    pub fn give_up_at(&self) -> Instant {
+        self.deadline
+            .map_or(self.checkout_by, |deadline| deadline.min(self.checkout_by))
+    }
+
+    /// Whether the caller's deadline has passed.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 }
 
@@ -137,49 +190,57 @@ impl Store {
         }
     }
 
-    /// Checks out a connection, waiting at most the checkout timeout, and never past `deadline`
-    /// (the caller's: once it has passed nobody waits for the answer, so no work is started).
-    pub(crate) fn checkout(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<r2d2::PooledConnection<ConnectionManager>, DomainError> {
-        let mut wait = self.checkout_timeout;
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(DomainError::DeadlineExceeded);
-            }
-            wait = wait.min(left);
-        }
-        let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
-        match self.pool.get_timeout(wait) {
-            // The wait may have used up the caller's time: then do not start the statement.
-            Ok(_) if passed(deadline) => Err(DomainError::DeadlineExceeded),
-            Ok(conn) => Ok(conn),
-            Err(_) if passed(deadline) => Err(DomainError::DeadlineExceeded),
-            Err(e) => Err(DomainError::Unavailable(format!(
-                "no database connection: {e}"
-            ))),
+    /// The time a request that starts now may spend: at most the checkout timeout waiting for a
+    /// connection, and nothing past the caller's `deadline`.
+    pub fn budget(&self, deadline: Option<Instant>) -> Budget {
+        Budget {
+            deadline,
+            checkout_by: Instant::now() + self.checkout_timeout,
         }
     }
 
-    /// Removes a user from a group (blocking: call it from `spawn_blocking`), giving up with
-    /// `DeadlineExceeded` rather than starting work after the caller's `deadline`.
+    /// Checks out a connection within `budget` (a request waits for a connection once, however
+    /// many queues it passes: the service's permits, then r2d2).
+    pub(crate) fn checkout(
+        &self,
+        budget: Budget,
+    ) -> Result<r2d2::PooledConnection<ConnectionManager>, DomainError> {
+        let wait = budget
+            .give_up_at()
+            .saturating_duration_since(Instant::now());
+        let outcome = if wait.is_zero() {
+            Err(None)
+        } else {
+            self.pool.get_timeout(wait).map_err(Some)
+        };
+        match outcome {
+            // The wait may have used up the caller's time: then do not start the statement.
+            Ok(_) | Err(_) if budget.deadline_passed() => Err(DomainError::DeadlineExceeded),
+            Ok(conn) => Ok(conn),
+            Err(error) => Err(DomainError::Unavailable(match error {
+                Some(error) => format!("no database connection: {error}"),
+                None => "no database connection came free in time".to_owned(),
+            })),
+        }
+    }
+
+    /// Removes a user from a group (blocking: call it from `spawn_blocking`) within `budget`:
+    /// `DeadlineExceeded` rather than starting work after the caller's deadline.
     ///
     /// One pool checkout and one SQL round trip; see [`crate::REMOVAL_ROUND_TRIPS`].
     pub fn remove_member(
         &self,
         request: &RemovalRequest,
         credential: &Credential,
-        deadline: Option<Instant>,
+        budget: Budget,
     ) -> Result<(), DomainError> {
-        let mut store = PgMembershipStore::new(self, deadline);
+        let mut store = PgMembershipStore::new(self, budget);
         groups_core::removal::remove_user_from_group(&mut store, request, credential)
     }
 
     /// Whether the database answers a trivial query now (for health checks).
     pub fn is_reachable(&self) -> bool {
-        let Ok(mut pooled) = self.checkout(None) else {
+        let Ok(mut pooled) = self.checkout(self.budget(None)) else {
             return false;
         };
         let answered = diesel::sql_query("SELECT 1").execute(pooled.conn()).is_ok();
@@ -203,5 +264,27 @@ impl Store {
     pub fn pool_state(&self) -> (u32, u32) {
         let state = self.pool.state();
         (state.connections, state.idle_connections)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_timeouts_are_added_in_the_url_s_own_form() {
+        assert_eq!(
+            with_network_timeouts("postgres://u@h/db"),
+            "postgres://u@h/db?connect_timeout=5&keepalives_idle=5&keepalives_interval=2\
+             &keepalives_count=3&tcp_user_timeout=10000"
+        );
+        assert!(
+            with_network_timeouts("postgresql://h/db?sslmode=require")
+                .starts_with("postgresql://h/db?sslmode=require&connect_timeout=5&")
+        );
+        assert!(
+            with_network_timeouts("host=h dbname=db connect_timeout=9")
+                .starts_with("host=h dbname=db connect_timeout=9 keepalives_idle=5 ")
+        );
     }
 }

@@ -7,8 +7,6 @@
 //! concurrent removals of one membership delete it exactly once: the row lock serialises them and
 //! the losers find nothing left to delete.
 
-use std::time::Instant;
-
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::Error as DieselError;
@@ -16,7 +14,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Bytea, Nullable, Text};
 use diesel::{PgConnection, QueryResult, RunQueryDsl};
 use groups_core::{DomainError, MembershipStore, Principal, RemovalAttempt, RemovalFacts};
 
-use crate::pool::Store;
+use crate::pool::{Budget, Store};
 
 /// SQL round trips one removal takes (after the connection's first use, which also prepares).
 pub const REMOVAL_ROUND_TRIPS: u32 = 1;
@@ -26,12 +24,12 @@ pub const REMOVAL_ROUND_TRIPS: u32 = 1;
 #[derive(Debug)]
 pub(crate) struct PgMembershipStore<'a> {
     store: &'a Store,
-    deadline: Option<Instant>,
+    budget: Budget,
 }
 
 impl<'a> PgMembershipStore<'a> {
-    pub(crate) fn new(store: &'a Store, deadline: Option<Instant>) -> Self {
-        Self { store, deadline }
+    pub(crate) fn new(store: &'a Store, budget: Budget) -> Self {
+        Self { store, budget }
     }
 }
 
@@ -40,7 +38,7 @@ impl MembershipStore for PgMembershipStore<'_> {
         &mut self,
         attempt: &RemovalAttempt<'_>,
     ) -> Result<RemovalFacts, DomainError> {
-        let mut pooled = self.store.checkout(self.deadline)?;
+        let mut pooled = self.store.checkout(self.budget)?;
         let permitted: Vec<&'static str> = attempt.permitted.iter().map(|p| p.label()).collect();
         let query = AttemptRemoval {
             instance: attempt.instance.as_str(),
