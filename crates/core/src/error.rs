@@ -23,22 +23,22 @@ pub enum DomainError {
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<FieldViolation>),
     /// The instance name is invalid, or no such instance exists.
-    #[error("Instance was not found.")]
+    #[error("{}", Reason::InstanceNotFound.detail())]
     InstanceNotFound,
     /// No key was presented.
-    #[error("You do not have permission to perform this action.")]
+    #[error("{}", Reason::ApiKeyMissing.detail())]
     ApiKeyMissing,
     /// The key is unknown, revoked, malformed, another instance's, or an inactive admin's.
-    #[error("No such API Key.")]
+    #[error("{}", Reason::ApiKeyInvalid.detail())]
     ApiKeyInvalid,
     /// The principal may not remove members.
-    #[error("You do not have permission to perform this action.")]
+    #[error("{}", Reason::PermissionDenied.detail())]
     PermissionDenied,
     /// No such group in this instance (or it was deleted).
-    #[error("Group was not found.")]
+    #[error("{}", Reason::GroupNotFound.detail())]
     GroupNotFound,
     /// The user is not a member of the group (whether or not the user exists).
-    #[error("Not found")]
+    #[error("{}", Reason::MembershipNotFound.detail())]
     MembershipNotFound,
     /// The database cannot be reached, or no pooled connection came free in time.
     #[error("database unavailable: {0}")]
@@ -107,6 +107,22 @@ impl Reason {
             Reason::GroupNotFound => "GROUP_NOT_FOUND",
             Reason::MembershipNotFound => "MEMBERSHIP_NOT_FOUND",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+        }
+    }
+
+    /// What a caller is told, word for word as SPEC.md (and Syncano) has it: the REST `detail`
+    /// and the gRPC status message. The one place these texts live.
+    pub const fn detail(self) -> &'static str {
+        match self {
+            Reason::InvalidArgument => "Invalid request.",
+            Reason::InstanceNotFound => "Instance was not found.",
+            Reason::ApiKeyMissing | Reason::PermissionDenied => {
+                "You do not have permission to perform this action."
+            }
+            Reason::ApiKeyInvalid => "No such API Key.",
+            Reason::GroupNotFound => "Group was not found.",
+            Reason::MembershipNotFound => "Not found",
+            Reason::DatabaseUnavailable => "Service temporarily unavailable, try again later.",
         }
     }
 

@@ -1,5 +1,7 @@
 //! Removing a user from a group: the order of checks of SPEC.md, in one function.
 
+use std::sync::LazyLock;
+
 use crate::access::Principal;
 use crate::error::{DomainError, FieldViolation, Result};
 use crate::ids::{GroupId, UserId};
@@ -76,8 +78,9 @@ pub struct RemovalAttempt<'a> {
     pub group: GroupId,
     /// The user.
     pub user: UserId,
-    /// The principals that may remove members (from [`Principal::can_remove_members`]).
-    pub permitted: &'a [Principal],
+    /// Labels ([`Principal::label`]) of the principals that may remove members, from
+    /// [`Principal::can_remove_members`]: the store guards its delete with them.
+    pub permitted: &'a [&'static str],
 }
 
 /// What the store found while attempting a removal.
@@ -113,14 +116,13 @@ pub fn remove_user_from_group(
     let Some(instance) = &request.instance else {
         return Err(DomainError::InstanceNotFound);
     };
-    let permitted = permitted_principals();
     let facts = store.attempt_removal(&RemovalAttempt {
         instance,
         account_key: credential.digest_for(KeyKind::Account),
         api_key: credential.digest_for(KeyKind::Instance),
         group: request.group,
         user: request.user,
-        permitted: &permitted,
+        permitted: &PERMITTED,
     })?;
 
     if !facts.instance_found {
@@ -142,12 +144,14 @@ pub fn remove_user_from_group(
     Ok(())
 }
 
-fn permitted_principals() -> Vec<Principal> {
+/// Computed once: a removal binds it as is, with no work per request.
+static PERMITTED: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     Principal::ALL
         .into_iter()
         .filter(|p| p.can_remove_members())
+        .map(Principal::label)
         .collect()
-}
+});
 
 #[cfg(test)]
 mod tests {
@@ -163,7 +167,7 @@ mod tests {
             let permitted = self
                 .0
                 .principal
-                .is_some_and(|p| attempt.permitted.contains(&p));
+                .is_some_and(|p| attempt.permitted.contains(&p.label()));
             let removed = self.1 && permitted && self.0.group_found;
             Ok(RemovalFacts { removed, ..self.0 })
         }

@@ -14,12 +14,14 @@ use tonic_types::StatusExt;
 /// The methods the member route answers, for `Allow`.
 pub(crate) const ALLOWED_METHODS: &str = "DELETE, OPTIONS";
 
-const INSTANCE_NOT_FOUND: &str = "Instance was not found.";
-const NO_PERMISSION: &str = "You do not have permission to perform this action.";
-const NO_SUCH_KEY: &str = "No such API Key.";
-const GROUP_NOT_FOUND: &str = "Group was not found.";
-const NOT_FOUND: &str = "Not found";
-const UNAVAILABLE: &str = "Service temporarily unavailable, try again later.";
+// SPEC.md's texts come from the domain, which the server's messages use too.
+const INSTANCE_NOT_FOUND: &str = Reason::InstanceNotFound.detail();
+const NO_PERMISSION: &str = Reason::PermissionDenied.detail();
+const NO_SUCH_KEY: &str = Reason::ApiKeyInvalid.detail();
+const GROUP_NOT_FOUND: &str = Reason::GroupNotFound.detail();
+/// Also SPEC's answer for unknown paths and malformed user ids.
+const NOT_FOUND: &str = Reason::MembershipNotFound.detail();
+const UNAVAILABLE: &str = Reason::DatabaseUnavailable.detail();
 const TIMED_OUT: &str = "Request timed out.";
 const SERVER_ERROR: &str = "A server error occurred.";
 

@@ -73,7 +73,7 @@ pub(crate) fn status_of(error: &DomainError) -> Status {
         }
         DomainError::Unavailable(_) => {
             details.set_retry_info(Some(RETRY_DELAY));
-            "Service temporarily unavailable, try again later.".to_owned()
+            reason.detail().to_owned()
         }
         _ => error.to_string(),
     };

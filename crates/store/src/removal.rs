@@ -39,14 +39,13 @@ impl MembershipStore for PgMembershipStore<'_> {
         attempt: &RemovalAttempt<'_>,
     ) -> Result<RemovalFacts, DomainError> {
         let mut pooled = self.store.checkout(self.budget)?;
-        let permitted: Vec<&'static str> = attempt.permitted.iter().map(|p| p.label()).collect();
         let query = AttemptRemoval {
             instance: attempt.instance.as_str(),
             account_key: attempt.account_key.as_ref().map(|d| &d.as_bytes()[..]),
             api_key: attempt.api_key.as_ref().map(|d| &d.as_bytes()[..]),
             group: attempt.group.get(),
             user: attempt.user.get(),
-            permitted: &permitted,
+            permitted: attempt.permitted,
         };
         let row: Result<(Option<i64>, Option<String>, bool, bool), _> =
             query.get_result(pooled.conn());
