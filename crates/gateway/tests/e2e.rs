@@ -156,6 +156,45 @@ impl Rest {
     }
 }
 
+/// An outage seen through the gateway: while `proxy` is cut, each of `attempts` removals of the
+/// demo membership answers 503 with `Retry-After` within `bound` and removes nothing; once it is
+/// restored, the removal succeeds again within 10 s, with nothing restarted.
+async fn unavailable_while_cut_then_served_again(
+    world: &World,
+    proxy: &FaultProxy,
+    delete: impl Fn(UserId) -> RequestBuilder,
+    attempts: usize,
+    bound: Duration,
+    what: &str,
+) {
+    let demo = &world.demo;
+    proxy.cut();
+    for attempt in 0..attempts {
+        let answer = send(delete(demo.user)).await;
+        answer.assert(503, UNAVAILABLE, &format!("{what}, attempt {attempt}"));
+        assert!(answer.retry_after() >= 1);
+        assert!(
+            answer.elapsed < bound,
+            "answered after {:?}",
+            answer.elapsed
+        );
+    }
+    assert!(world.is_member(demo.group, demo.user));
+
+    proxy.restore();
+    let served = eventually(Duration::from_secs(10), || async {
+        let answer = send(delete(demo.user)).await;
+        match answer.status {
+            204 => Some(()),
+            503 => None,
+            _ => panic!("after restore: {answer:?}"),
+        }
+    })
+    .await;
+    assert!(served.is_some(), "not served again within 10 s");
+    assert!(!world.is_member(demo.group, demo.user));
+}
+
 /// Retries `attempt` until it returns `Some`, for at most `limit`.
 async fn eventually<T, F, Fut>(limit: Duration, mut attempt: F) -> Option<T>
 where
@@ -819,33 +858,17 @@ async fn grpc_server_cut_off_is_503_then_served_again_without_a_restart() {
     world.add_member("demo", demo.group, warm);
     send(delete(warm)).await.assert(204, "", "before the cut");
 
-    proxy.cut();
     // Each attempt meets a connection that is accepted and closed at once, as while a server
     // restarts behind a load balancer.
-    for attempt in 0..5 {
-        let answer = send(delete(demo.user)).await;
-        answer.assert(503, UNAVAILABLE, &format!("cut, attempt {attempt}"));
-        assert!(answer.retry_after() >= 1);
-        assert!(
-            answer.elapsed < Duration::from_secs(3),
-            "answered after {:?}",
-            answer.elapsed
-        );
-    }
-    assert!(world.is_member(demo.group, demo.user));
-
-    proxy.restore();
-    let served = eventually(Duration::from_secs(10), || async {
-        let answer = send(delete(demo.user)).await;
-        match answer.status {
-            204 => Some(()),
-            503 => None,
-            _ => panic!("after restore: {answer:?}"),
-        }
-    })
+    unavailable_while_cut_then_served_again(
+        &world,
+        &proxy,
+        delete,
+        5,
+        Duration::from_secs(3),
+        "cut",
+    )
     .await;
-    assert!(served.is_some(), "not served again within 10 s");
-    assert!(!world.is_member(demo.group, demo.user));
     drop(gateway);
     drop(server);
 }
@@ -915,36 +938,9 @@ async fn database_down_is_503_with_retry_after_then_served_again_without_a_resta
     world.add_member("demo", demo.group, warm);
     send(delete(warm)).await.assert(204, "", "database up");
 
-    proxy.cut();
-    for attempt in 0..3 {
-        let answer = send(delete(demo.user)).await;
-        answer.assert(
-            503,
-            UNAVAILABLE,
-            &format!("database cut, attempt {attempt}"),
-        );
-        assert!(answer.retry_after() >= 1);
-        // The pool checkout timeout (500 ms) plus a generous margin for a loaded machine.
-        assert!(
-            answer.elapsed < Duration::from_millis(2500),
-            "answered after {:?}",
-            answer.elapsed
-        );
-    }
-    assert!(world.is_member(demo.group, demo.user));
-
-    proxy.restore();
-    let served = eventually(Duration::from_secs(10), || async {
-        let answer = send(delete(demo.user)).await;
-        match answer.status {
-            204 => Some(()),
-            503 => None,
-            _ => panic!("after restore: {answer:?}"),
-        }
-    })
-    .await;
-    assert!(served.is_some(), "not served again within 10 s");
-    assert!(!world.is_member(demo.group, demo.user));
+    // The pool checkout timeout (500 ms) plus a generous margin for a loaded machine.
+    let bound = Duration::from_millis(2500);
+    unavailable_while_cut_then_served_again(&world, &proxy, delete, 3, bound, "database cut").await;
 }
 
 #[tokio::test]
