@@ -140,6 +140,17 @@ async fn sigterm_to_the_server_under_load_answers_every_request() {
             .join("\n")
     );
     assert_eq!(seen.transport_errors, 0, "{seen:?}");
+    // Every 204 is a committed delete. A few removals may be committed and still answered 503:
+    // when the draining server closes its HTTP/2 connection with request frames of the gateway
+    // unread, the kernel resets it and the last response can be lost in flight (seen once in
+    // five CI runs: 178 deletes for 174 answers of 204 among 1,501 of 503). The gateway cannot
+    // tell such a request from one never processed, and 503 is the right advice for both: a
+    // retry of the removal then answers 404. At most one such request per client (16).
     let deleted = before - world.count_memberships();
-    assert_eq!(deleted, i64::try_from(seen.no_content).unwrap(), "{seen:?}");
+    let answered_204 = i64::try_from(seen.no_content).unwrap();
+    let answered_503 = i64::try_from(seen.unavailable).unwrap();
+    assert!(
+        (answered_204..=answered_204 + answered_503.min(16)).contains(&deleted),
+        "{deleted} deleted for {seen:?}"
+    );
 }
