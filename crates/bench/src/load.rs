@@ -176,6 +176,7 @@ impl GrpcRemover {
             group_id: group,
             user_id: user,
             allow_missing,
+            parent: 0,
         });
         request.metadata_mut().insert("x-api-key", self.key.clone());
         match self.client.remove_group_member(request).await {

@@ -16,21 +16,28 @@ use crate::database::Fixture;
 use crate::measurement::{Length, Measurement, Plan, new_histogram};
 
 /// pgbench variables for the statement's binds `$1..$6`, in order.
-const BIND_VARIABLES: [&str; 6] = [
+const BIND_VARIABLES: [&str; 7] = [
     "instance_name",
     "account_key",
     "api_key",
     "group_id",
     "user_id",
+    "request_id",
     "permitted",
 ];
+
+/// The binds the server sends as arrays of one value per removal; pgbench sends one removal.
+const ARRAY_BINDS: usize = 6;
 
 /// Turns the server's statement into a pgbench script: `$n` become the variables above, and the
 /// lines before it compute, per client, the next membership exactly as the load generator does
 /// (`SeedLayout::membership`): request `k = offset + n·clients + client_id` for the client's
 /// n-th transaction (`n` persists per client; `-D n=0` starts it).
 pub(crate) fn render_script(sql: &str) -> anyhow::Result<String> {
-    let statement = substitute_binds(sql, &BIND_VARIABLES)?;
+    let mut statement = substitute_binds(sql, &BIND_VARIABLES)?;
+    for name in &BIND_VARIABLES[..ARRAY_BINDS] {
+        statement = statement.replace(&format!(":{name}::"), &format!("ARRAY[:{name}]::"));
+    }
     Ok(format!(
         "-- groups-bench: one removal, the statement of groups_store::removal_statement_sql()\n\
          \\set k :offset + :n * :clients + :client_id\n\
@@ -145,6 +152,7 @@ impl Pgbench<'_> {
             ("instance_name", fixture.instance.clone()),
             ("account_key", fixture.key_digest_bytea()),
             ("api_key", "\\x".to_owned()),
+            ("request_id", "groups-bench".to_owned()),
             ("permitted", self.permitted.to_owned()),
         ];
         for (name, value) in variables {
@@ -315,8 +323,8 @@ mod tests {
 
     #[test]
     fn the_server_statement_renders_into_a_script() {
-        let sql = groups_store::removal_statement_sql().unwrap();
-        let script = render_script(&sql).unwrap();
+        let sql = groups_store::removal_statement_sql();
+        let script = render_script(sql).unwrap();
         assert!(!script.contains('$'), "{script}");
         for name in BIND_VARIABLES {
             assert!(script.contains(&format!(":{name}")), "{name} in {script}");

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use diesel::PgConnection;
-use groups_core::Principal;
 use groups_pgembed::{PgBinaries, RunAs, watchdog};
 use serde::Serialize;
 
@@ -115,11 +114,7 @@ impl<'a> Session<'a> {
             .enable_all()
             .build()
             .context("cannot start the load generator's runtime")?;
-        let permitted: Vec<&str> = Principal::ALL
-            .into_iter()
-            .filter(|p| p.can_remove_members())
-            .map(Principal::label)
-            .collect();
+        let permitted = groups_core::Permission::RemoveMembers.labels();
         Ok(Self {
             args,
             runtime,
@@ -128,8 +123,7 @@ impl<'a> Session<'a> {
             server_program,
             gateway_program,
             pgbench_program,
-            sql: groups_store::removal_statement_sql()
-                .context("rendering the removal statement")?,
+            sql: groups_store::removal_statement_sql().to_owned(),
             permitted: format!("{{{}}}", permitted.join(",")),
             ticks_per_second: proc_stats::ticks_per_second(),
         })

@@ -16,10 +16,11 @@ pub struct FieldViolation {
     pub description: &'static str,
 }
 
-/// Everything a removal can end with other than success.
-#[derive(Debug, thiserror::Error)]
+/// Everything an operation can end with other than success.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    /// The request itself is malformed (ids not positive, empty instance name).
+    /// The request itself is malformed (ids not positive, empty instance name, a bad page
+    /// size or token).
     #[error("invalid request: {}", describe(.0))]
     InvalidArgument(Vec<FieldViolation>),
     /// The instance name is invalid, or no such instance exists.
@@ -31,12 +32,15 @@ pub enum DomainError {
     /// The key is unknown, revoked, malformed, another instance's, or an inactive admin's.
     #[error("{}", Reason::ApiKeyInvalid.detail())]
     ApiKeyInvalid,
-    /// The principal may not remove members.
+    /// The principal does not hold the operation's permission.
     #[error("{}", Reason::PermissionDenied.detail())]
     PermissionDenied,
     /// No such group in this instance (or it was deleted).
     #[error("{}", Reason::GroupNotFound.detail())]
     GroupNotFound,
+    /// No such user in this instance.
+    #[error("{}", Reason::UserNotFound.detail())]
+    UserNotFound,
     /// The user is not a member of the group (whether or not the user exists).
     #[error("{}", Reason::MembershipNotFound.detail())]
     MembershipNotFound,
@@ -74,6 +78,8 @@ pub enum Reason {
     PermissionDenied,
     /// See [`DomainError::GroupNotFound`].
     GroupNotFound,
+    /// See [`DomainError::UserNotFound`].
+    UserNotFound,
     /// See [`DomainError::MembershipNotFound`].
     MembershipNotFound,
     /// See [`DomainError::Unavailable`].
@@ -85,13 +91,14 @@ impl Reason {
     pub const DOMAIN: &'static str = "groups.v1";
 
     /// Every reason, for tables and tests.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::InvalidArgument,
         Reason::InstanceNotFound,
         Reason::ApiKeyMissing,
         Reason::ApiKeyInvalid,
         Reason::PermissionDenied,
         Reason::GroupNotFound,
+        Reason::UserNotFound,
         Reason::MembershipNotFound,
         Reason::DatabaseUnavailable,
     ];
@@ -105,6 +112,7 @@ impl Reason {
             Reason::ApiKeyInvalid => "API_KEY_INVALID",
             Reason::PermissionDenied => "PERMISSION_DENIED",
             Reason::GroupNotFound => "GROUP_NOT_FOUND",
+            Reason::UserNotFound => "USER_NOT_FOUND",
             Reason::MembershipNotFound => "MEMBERSHIP_NOT_FOUND",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
         }
@@ -121,6 +129,7 @@ impl Reason {
             }
             Reason::ApiKeyInvalid => "No such API Key.",
             Reason::GroupNotFound => "Group was not found.",
+            Reason::UserNotFound => "User was not found.",
             Reason::MembershipNotFound => "Not found",
             Reason::DatabaseUnavailable => "Service temporarily unavailable, try again later.",
         }
@@ -143,6 +152,7 @@ impl DomainError {
             DomainError::ApiKeyInvalid => Reason::ApiKeyInvalid,
             DomainError::PermissionDenied => Reason::PermissionDenied,
             DomainError::GroupNotFound => Reason::GroupNotFound,
+            DomainError::UserNotFound => Reason::UserNotFound,
             DomainError::MembershipNotFound => Reason::MembershipNotFound,
             DomainError::Unavailable(_) => Reason::DatabaseUnavailable,
             DomainError::DeadlineExceeded | DomainError::Internal(_) => return None,

@@ -1,12 +1,22 @@
-//! Removing a user from a group: the order of checks of SPEC.md, in one function.
+//! Removing a user from a group, from either side: the request, what the store must find out,
+//! and the order of checks of SPEC.md, in one function.
 
-use std::sync::LazyLock;
-
-use crate::access::Principal;
+use crate::access::{Access, Lookup, Permission, authorize};
 use crate::error::{DomainError, FieldViolation, Result};
 use crate::ids::{GroupId, UserId};
 use crate::instance::InstanceName;
-use crate::key::{Credential, KeyDigest, KeyKind};
+use crate::key::Credential;
+
+/// The side a removal comes from; it decides check 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Parent {
+    /// `/groups/{group}/users/{user}/`: a missing group is "Group was not found.".
+    #[default]
+    Group,
+    /// `/users/{user}/groups/{group}/`: a missing user is "User was not found."; a missing
+    /// group only means the user is not a member of it.
+    User,
+}
 
 /// A removal as a caller asked for it, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,124 +29,128 @@ pub struct RemovalRequest {
     pub user: UserId,
     /// AIP-135: succeed when the user is not a member.
     pub allow_missing: bool,
+    /// The side the caller came from.
+    pub parent: Parent,
+}
+
+/// A non-empty instance name, else the violation; an invalid one names no instance.
+pub(crate) fn instance_field(
+    instance_name: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<InstanceName> {
+    if instance_name.is_empty() {
+        violations.push(FieldViolation {
+            field: "instance_name",
+            description: "must not be empty",
+        });
+    }
+    InstanceName::parse(instance_name)
+}
+
+/// A positive id, else the violation.
+pub(crate) fn id_field<T>(
+    value: Option<T>,
+    field: &'static str,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<T> {
+    if value.is_none() {
+        violations.push(FieldViolation {
+            field,
+            description: "must be a positive integer",
+        });
+    }
+    value
 }
 
 impl RemovalRequest {
-    /// Validates raw gRPC fields. Ids must be positive and the name non-empty; every violation
-    /// is reported at once. A non-empty but invalid name is not an argument error: it names an
-    /// instance that does not exist.
+    /// Validates raw gRPC fields. Ids must be positive, the name non-empty and the parent one
+    /// the contract defines (`None`: it is not); every violation is reported at once. A
+    /// non-empty but invalid name is not an argument error: it names an instance that does
+    /// not exist.
     pub fn new(
         instance_name: &str,
         group_id: i64,
         user_id: i64,
         allow_missing: bool,
+        parent: Option<Parent>,
     ) -> Result<Self> {
         let mut violations = Vec::new();
-        if instance_name.is_empty() {
+        let instance = instance_field(instance_name, &mut violations);
+        let group = id_field(GroupId::new(group_id), "group_id", &mut violations);
+        let user = id_field(UserId::new(user_id), "user_id", &mut violations);
+        if parent.is_none() {
             violations.push(FieldViolation {
-                field: "instance_name",
-                description: "must not be empty",
+                field: "parent",
+                description: "must be MEMBERSHIP_PARENT_GROUP or MEMBERSHIP_PARENT_USER",
             });
         }
-        let group = GroupId::new(group_id);
-        if group.is_none() {
-            violations.push(FieldViolation {
-                field: "group_id",
-                description: "must be a positive integer",
-            });
-        }
-        let user = UserId::new(user_id);
-        if user.is_none() {
-            violations.push(FieldViolation {
-                field: "user_id",
-                description: "must be a positive integer",
-            });
-        }
-        match (group, user) {
-            (Some(group), Some(user)) if violations.is_empty() => Ok(Self {
-                instance: InstanceName::parse(instance_name),
+        match (group, user, parent) {
+            (Some(group), Some(user), Some(parent)) if violations.is_empty() => Ok(Self {
+                instance,
                 group,
                 user,
                 allow_missing,
+                parent,
             }),
             _ => Err(DomainError::InvalidArgument(violations)),
         }
     }
+
+    /// What the store must do, or the answer when no store can help (an invalid instance name).
+    ///
+    /// The store resolves the instance, the principal, the group and the user, and deletes the
+    /// membership if, and only if, the principal may remove members and the group is live,
+    /// atomically, writing the audit event in the same statement.
+    pub fn attempt<'a>(&'a self, credential: &Credential) -> Result<RemovalAttempt<'a>> {
+        let instance = self
+            .instance
+            .as_ref()
+            .ok_or(DomainError::InstanceNotFound)?;
+        Ok(RemovalAttempt {
+            lookup: Lookup::new(instance, credential, Permission::RemoveMembers),
+            group: self.group,
+            user: self.user,
+        })
+    }
 }
 
-/// What the store is asked to do in one step: resolve the principal and the group, and delete
-/// the membership only if the principal is one of `permitted` and the group exists.
+/// One removal for the store; see [`RemovalRequest::attempt`].
 #[derive(Debug, Clone, Copy)]
 pub struct RemovalAttempt<'a> {
-    /// The instance the removal is scoped to.
-    pub instance: &'a InstanceName,
-    /// Digest of the presented account key, if one of that kind was presented.
-    pub account_key: Option<KeyDigest>,
-    /// Digest of the presented instance API key, if one of that kind was presented.
-    pub api_key: Option<KeyDigest>,
+    /// The instance and the key.
+    pub lookup: Lookup<'a>,
     /// The group.
     pub group: GroupId,
     /// The user.
     pub user: UserId,
-    /// Labels ([`Principal::label`]) of the principals that may remove members, from
-    /// [`Principal::can_remove_members`]: the store guards its delete with them.
-    pub permitted: &'a [&'static str],
 }
 
 /// What the store found while attempting a removal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RemovalFacts {
-    /// An instance of that name exists.
-    pub instance_found: bool,
-    /// The key's principal on that instance, if the key is valid there.
-    pub principal: Option<Principal>,
+    /// The instance and the key's principal on it.
+    pub access: Access,
     /// The group exists in that instance and is not deleted.
     pub group_found: bool,
+    /// The user exists in that instance.
+    pub user_found: bool,
     /// The membership existed and this attempt deleted it.
     pub removed: bool,
 }
 
-/// The store as the removal needs it. Implementations run blocking I/O.
-pub trait MembershipStore {
-    /// Performs a [`RemovalAttempt`]: looks everything up and deletes the membership if, and only
-    /// if, the principal is permitted and the group exists, atomically.
-    fn attempt_removal(&mut self, attempt: &RemovalAttempt<'_>) -> Result<RemovalFacts>;
-}
-
-/// Removes `request.user` from `request.group` for the caller holding `credential`.
-///
-/// The checks answer in SPEC.md's order: instance, key present, key valid, permission, group,
-/// membership. The store does the look-ups and the guarded delete in one step, so a removal is
-/// consistent under concurrency and the decision here only reads what it found.
+/// Removes `request.user` from `request.group` for the caller holding `credential`, judging
+/// what the store found in SPEC.md's order: instance, key present, key valid, permission, then
+/// the parent (the group, or the user on the user side), then the membership.
 pub fn remove_user_from_group(
-    store: &mut impl MembershipStore,
     request: &RemovalRequest,
     credential: &Credential,
+    facts: RemovalFacts,
 ) -> Result<()> {
-    let Some(instance) = &request.instance else {
-        return Err(DomainError::InstanceNotFound);
-    };
-    let facts = store.attempt_removal(&RemovalAttempt {
-        instance,
-        account_key: credential.digest_for(KeyKind::Account),
-        api_key: credential.digest_for(KeyKind::Instance),
-        group: request.group,
-        user: request.user,
-        permitted: &PERMITTED,
-    })?;
-
-    if !facts.instance_found {
-        return Err(DomainError::InstanceNotFound);
-    }
-    if *credential == Credential::Missing {
-        return Err(DomainError::ApiKeyMissing);
-    }
-    let principal = facts.principal.ok_or(DomainError::ApiKeyInvalid)?;
-    if !principal.can_remove_members() {
-        return Err(DomainError::PermissionDenied);
-    }
-    if !facts.group_found {
-        return Err(DomainError::GroupNotFound);
+    authorize(facts.access, credential, Permission::RemoveMembers)?;
+    match request.parent {
+        Parent::Group if !facts.group_found => return Err(DomainError::GroupNotFound),
+        Parent::User if !facts.user_found => return Err(DomainError::UserNotFound),
+        Parent::Group | Parent::User => {}
     }
     if !facts.removed && !request.allow_missing {
         return Err(DomainError::MembershipNotFound);
@@ -144,111 +158,82 @@ pub fn remove_user_from_group(
     Ok(())
 }
 
-/// Computed once: a removal binds it as is, with no work per request.
-static PERMITTED: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    Principal::ALL
-        .into_iter()
-        .filter(|p| p.can_remove_members())
-        .map(Principal::label)
-        .collect()
-});
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Role;
-    use crate::key::{PresentedKey, SecretKey};
-
-    /// A store that answers fixed facts, honouring the guard the way a real store must.
-    struct FixedFacts(RemovalFacts, bool);
-
-    impl MembershipStore for FixedFacts {
-        fn attempt_removal(&mut self, attempt: &RemovalAttempt<'_>) -> Result<RemovalFacts> {
-            let permitted = self
-                .0
-                .principal
-                .is_some_and(|p| attempt.permitted.contains(&p.label()));
-            let removed = self.1 && permitted && self.0.group_found;
-            Ok(RemovalFacts { removed, ..self.0 })
-        }
-    }
+    use crate::access::{Principal, Role};
+    use crate::key::{KeyKind, PresentedKey, SecretKey};
 
     fn owner_key() -> Credential {
         let key = SecretKey::generate(KeyKind::Account).unwrap();
         Credential::Key(PresentedKey::parse(key.expose()).unwrap())
     }
 
-    fn request() -> RemovalRequest {
-        RemovalRequest::new("demo", 1, 2, false).unwrap()
-    }
+    const OWNER: Option<Principal> = Some(Principal::Admin(Some(Role::Owner)));
 
-    fn facts(instance: bool, principal: Option<Principal>, group: bool) -> RemovalFacts {
+    fn facts(principal: Option<Principal>, group: bool, user: bool, removed: bool) -> RemovalFacts {
         RemovalFacts {
-            instance_found: instance,
-            principal,
+            access: Access {
+                instance_found: true,
+                principal,
+            },
             group_found: group,
-            removed: false,
+            user_found: user,
+            removed,
         }
     }
 
-    fn run(facts: RemovalFacts, member: bool, credential: Credential) -> Result<()> {
-        remove_user_from_group(&mut FixedFacts(facts, member), &request(), &credential)
+    fn judge(parent: Parent, allow_missing: bool, facts: RemovalFacts) -> Result<()> {
+        let request = RemovalRequest::new("demo", 1, 2, allow_missing, Some(parent)).unwrap();
+        remove_user_from_group(&request, &owner_key(), facts)
     }
 
-    const OWNER: Option<Principal> = Some(Principal::Admin(Some(Role::Owner)));
-
     #[test]
-    fn first_failing_check_answers() {
+    fn the_parent_decides_check_six() {
         use DomainError as E;
-        let r = run(facts(false, None, false), false, Credential::Missing);
-        assert!(matches!(r, Err(E::InstanceNotFound)));
-        let r = run(facts(true, None, false), false, Credential::Missing);
-        assert!(matches!(r, Err(E::ApiKeyMissing)));
-        let r = run(facts(true, None, false), false, Credential::Malformed);
-        assert!(matches!(r, Err(E::ApiKeyInvalid)));
-        let read = Some(Principal::Admin(Some(Role::Read)));
-        let r = run(facts(true, read, false), true, owner_key());
-        assert!(matches!(r, Err(E::PermissionDenied)));
-        let r = run(facts(true, OWNER, false), true, owner_key());
+        let r = judge(Parent::Group, false, facts(OWNER, false, true, false));
         assert!(matches!(r, Err(E::GroupNotFound)));
-        let r = run(facts(true, OWNER, true), false, owner_key());
+        let r = judge(Parent::User, false, facts(OWNER, false, true, false));
         assert!(matches!(r, Err(E::MembershipNotFound)));
-        assert!(run(facts(true, OWNER, true), true, owner_key()).is_ok());
+        let r = judge(Parent::User, false, facts(OWNER, true, false, false));
+        assert!(matches!(r, Err(E::UserNotFound)));
+        let r = judge(Parent::Group, false, facts(OWNER, true, false, false));
+        assert!(matches!(r, Err(E::MembershipNotFound)));
+        assert!(judge(Parent::User, false, facts(OWNER, true, true, true)).is_ok());
+        let read = Some(Principal::Admin(Some(Role::Read)));
+        let r = judge(Parent::User, false, facts(read, false, false, false));
+        assert!(matches!(r, Err(E::PermissionDenied)));
     }
 
     #[test]
     fn allow_missing_turns_not_a_member_into_success() {
-        let request = RemovalRequest::new("demo", 1, 2, true).unwrap();
-        let mut store = FixedFacts(facts(true, OWNER, true), false);
-        assert!(remove_user_from_group(&mut store, &request, &owner_key()).is_ok());
-        let mut store = FixedFacts(facts(true, OWNER, false), false);
+        assert!(judge(Parent::Group, true, facts(OWNER, true, true, false)).is_ok());
         assert!(matches!(
-            remove_user_from_group(&mut store, &request, &owner_key()),
+            judge(Parent::Group, true, facts(OWNER, false, true, false)),
             Err(DomainError::GroupNotFound)
+        ));
+        assert!(matches!(
+            judge(Parent::User, true, facts(OWNER, true, false, false)),
+            Err(DomainError::UserNotFound)
         ));
     }
 
     #[test]
     fn invalid_instance_name_is_not_found_without_a_lookup() {
-        struct Unreachable;
-        impl MembershipStore for Unreachable {
-            fn attempt_removal(&mut self, _: &RemovalAttempt<'_>) -> Result<RemovalFacts> {
-                panic!("must not be asked")
-            }
-        }
-        let request = RemovalRequest::new("not a name", 1, 2, false).unwrap();
+        let request = RemovalRequest::new("not a name", 1, 2, false, Some(Parent::Group)).unwrap();
         assert!(matches!(
-            remove_user_from_group(&mut Unreachable, &request, &Credential::Missing),
+            request.attempt(&Credential::Missing),
             Err(DomainError::InstanceNotFound)
         ));
     }
 
     #[test]
     fn argument_errors_list_every_field() {
-        let Err(DomainError::InvalidArgument(v)) = RemovalRequest::new("", 0, -1, false) else {
+        let Err(DomainError::InvalidArgument(v)) = RemovalRequest::new("", 0, -1, false, None)
+        else {
             panic!("expected an argument error");
         };
         let fields: Vec<_> = v.iter().map(|v| v.field).collect();
-        assert_eq!(fields, ["instance_name", "group_id", "user_id"]);
+        assert_eq!(fields, ["instance_name", "group_id", "user_id", "parent"]);
     }
 }

@@ -1,5 +1,6 @@
-//! Every REST answer the gateway gives other than 204, and the one table from the server's
-//! `ErrorInfo.reason` (or, lacking one, its gRPC code) to HTTP status and Syncano detail.
+//! Every REST answer the gateway gives other than a success, and the one table from the
+//! server's `ErrorInfo.reason` (or, lacking one, its gRPC code) and the route to HTTP status and
+//! Syncano detail.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -11,16 +12,15 @@ use groups_core::Reason;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-/// The methods the member route answers, for `Allow`.
-pub(crate) const ALLOWED_METHODS: &str = "DELETE, OPTIONS";
-
 // SPEC.md's texts come from the domain, which the server's messages use too.
 const INSTANCE_NOT_FOUND: &str = Reason::InstanceNotFound.detail();
 const NO_PERMISSION: &str = Reason::PermissionDenied.detail();
 const NO_SUCH_KEY: &str = Reason::ApiKeyInvalid.detail();
 const GROUP_NOT_FOUND: &str = Reason::GroupNotFound.detail();
-/// Also SPEC's answer for unknown paths and malformed user ids.
+const USER_NOT_FOUND: &str = Reason::UserNotFound.detail();
+/// Also SPEC's answer for unknown paths, ids that cannot be one and missing read objects.
 const NOT_FOUND: &str = Reason::MembershipNotFound.detail();
+const BAD_PAGE: &str = "Incorrect page parameter provided.";
 const UNAVAILABLE: &str = Reason::DatabaseUnavailable.detail();
 const TIMED_OUT: &str = "Request timed out.";
 const SERVER_ERROR: &str = "A server error occurred.";
@@ -51,7 +51,19 @@ impl Answer {
         Self::fixed(StatusCode::NOT_FOUND, GROUP_NOT_FOUND)
     }
 
-    /// 404 for an unknown path, a user id that cannot be one, or a missing membership.
+    /// 404 for a user id that cannot be one on the user side, or a user the server did not find
+    /// there.
+    pub(crate) const fn user_not_found() -> Self {
+        Self::fixed(StatusCode::NOT_FOUND, USER_NOT_FOUND)
+    }
+
+    /// 400 for a listing's query value that cannot be one (a page size, a filter, a token).
+    pub(crate) const fn bad_page() -> Self {
+        Self::fixed(StatusCode::BAD_REQUEST, BAD_PAGE)
+    }
+
+    /// 404 for an unknown path, a member's second id that cannot be one, a missing membership,
+    /// or an object a read did not find.
     pub(crate) const fn not_found() -> Self {
         Self::fixed(StatusCode::NOT_FOUND, NOT_FOUND)
     }
@@ -92,13 +104,8 @@ impl Answer {
         }
     }
 
-    /// 405 naming the method, as DRF does, on the member route.
-    pub(crate) fn method_not_allowed(method: &str) -> Self {
-        Self::method_not_allowed_with(method, ALLOWED_METHODS)
-    }
-
-    /// 405 naming the method, with the route's own `Allow`.
-    pub(crate) fn method_not_allowed_with(method: &str, allow: &'static str) -> Self {
+    /// 405 naming the method, as DRF does, with the route's own `Allow`.
+    pub(crate) fn method_not_allowed(method: &str, allow: &'static str) -> Self {
         // serde_json escapes quotes and control characters in an odd (extension) method name.
         Self {
             status: StatusCode::METHOD_NOT_ALLOWED,
@@ -127,35 +134,66 @@ impl IntoResponse for Answer {
     }
 }
 
-/// THE table: the server's reason to the REST answer of SPEC.md.
+/// The REST operations, for the answers that differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    /// `DELETE .../groups/{group_id}/users/{user_id}/`
+    RemoveFromGroup,
+    /// `DELETE .../users/{user_id}/groups/{group_id}/`
+    RemoveFromUser,
+    /// `GET .../users/{user_id}/`
+    GetUser,
+    /// `GET .../groups/{group_id}/`
+    GetGroup,
+    /// `GET .../audit/memberships/`
+    ListEvents,
+}
+
+/// THE table: the server's reason to the REST answer of SPEC.md, for each operation.
 ///
 /// `retry_delay` is the server's `RetryInfo`, used for `Retry-After` on 503.
-pub(crate) fn for_reason(reason: Reason, retry_delay: Option<Duration>) -> Answer {
-    match reason {
-        Reason::InstanceNotFound => Answer::instance_not_found(),
-        Reason::ApiKeyMissing | Reason::PermissionDenied => {
+pub(crate) fn for_reason(
+    reason: Reason,
+    operation: Operation,
+    retry_delay: Option<Duration>,
+) -> Answer {
+    use Operation::{ListEvents, RemoveFromGroup, RemoveFromUser};
+    match (reason, operation) {
+        (Reason::InstanceNotFound, _) => Answer::instance_not_found(),
+        (Reason::ApiKeyMissing | Reason::PermissionDenied, _) => {
             Answer::fixed(StatusCode::FORBIDDEN, NO_PERMISSION)
         }
-        Reason::ApiKeyInvalid => Answer::fixed(StatusCode::FORBIDDEN, NO_SUCH_KEY),
-        Reason::GroupNotFound => Answer::group_not_found(),
-        Reason::MembershipNotFound => Answer::not_found(),
-        Reason::DatabaseUnavailable => Answer::unavailable(whole_seconds(retry_delay)),
+        (Reason::ApiKeyInvalid, _) => Answer::fixed(StatusCode::FORBIDDEN, NO_SUCH_KEY),
+        (Reason::GroupNotFound, RemoveFromGroup) => Answer::group_not_found(),
+        (Reason::UserNotFound, RemoveFromUser) => Answer::user_not_found(),
+        // A read's missing object, and a missing membership.
+        (Reason::GroupNotFound | Reason::UserNotFound | Reason::MembershipNotFound, _) => {
+            Answer::not_found()
+        }
+        (Reason::DatabaseUnavailable, _) => Answer::unavailable(whole_seconds(retry_delay)),
+        // A page token the server does not accept (the gateway checks every other value).
+        (Reason::InvalidArgument, ListEvents) => Answer::bad_page(),
         // The gateway validates ids and names before calling, so this is a gateway bug.
-        Reason::InvalidArgument => Answer::server_error(),
+        (Reason::InvalidArgument, _) => Answer::server_error(),
     }
 }
 
 /// The answer for a failed call. `deadline_passed` tells whether the gateway's own deadline
 /// had run out when the status arrived: the tonic server answers CANCELLED when the
 /// `grpc-timeout` it was sent expires, which is a timeout, not an outage.
-pub(crate) fn for_status(status: &tonic::Status, deadline_passed: bool) -> Answer {
+pub(crate) fn for_status(
+    status: &tonic::Status,
+    operation: Operation,
+    deadline_passed: bool,
+) -> Answer {
     let details = status.get_error_details();
     let reason = details
         .error_info()
         .filter(|info| info.domain == Reason::DOMAIN)
         .and_then(|info| Reason::parse(&info.reason));
     if let Some(reason) = reason {
-        let answer = for_reason(reason, details.retry_info().and_then(|r| r.retry_delay));
+        let retry_delay = details.retry_info().and_then(|r| r.retry_delay);
+        let answer = for_reason(reason, operation, retry_delay);
         if answer.status == StatusCode::INTERNAL_SERVER_ERROR {
             log_unexpected(status);
         }
@@ -214,15 +252,26 @@ mod tests {
         assert_eq!(whole_seconds(Some(Duration::from_secs(7))), 7);
     }
 
+    const OPERATIONS: [Operation; 5] = [
+        Operation::RemoveFromGroup,
+        Operation::RemoveFromUser,
+        Operation::GetUser,
+        Operation::GetGroup,
+        Operation::ListEvents,
+    ];
+
     #[test]
-    fn every_reason_has_an_answer() {
+    fn every_reason_has_an_answer_on_every_route() {
         for reason in Reason::ALL {
-            let answer = for_reason(reason, None);
-            assert!(answer.status.is_client_error() || answer.status.is_server_error());
+            for operation in OPERATIONS {
+                let answer = for_reason(reason, operation, None);
+                assert!(answer.status.is_client_error() || answer.status.is_server_error());
+            }
         }
         assert_eq!(
             for_reason(
                 Reason::DatabaseUnavailable,
+                Operation::GetUser,
                 Some(Duration::from_millis(2500))
             )
             .retry_after,
@@ -231,14 +280,41 @@ mod tests {
     }
 
     #[test]
+    fn each_route_answers_its_own_not_found() {
+        use Operation::*;
+        let detail = |reason, operation| for_reason(reason, operation, None).detail;
+        assert_eq!(
+            detail(Reason::GroupNotFound, RemoveFromGroup),
+            GROUP_NOT_FOUND
+        );
+        assert_eq!(detail(Reason::GroupNotFound, GetGroup), NOT_FOUND);
+        assert_eq!(detail(Reason::UserNotFound, RemoveFromUser), USER_NOT_FOUND);
+        assert_eq!(detail(Reason::UserNotFound, GetUser), NOT_FOUND);
+        assert_eq!(
+            detail(Reason::MembershipNotFound, RemoveFromUser),
+            NOT_FOUND
+        );
+        assert_eq!(detail(Reason::InvalidArgument, ListEvents), BAD_PAGE);
+        assert_eq!(
+            for_reason(Reason::InvalidArgument, GetUser, None).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
     fn statuses_without_error_info_map_on_code() {
-        let s = |code| for_status(&tonic::Status::new(code, "x"), false).status;
+        let s =
+            |code| for_status(&tonic::Status::new(code, "x"), Operation::GetGroup, false).status;
         assert_eq!(s(Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(s(Code::Cancelled), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(s(Code::DeadlineExceeded), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(s(Code::Internal), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(s(Code::NotFound), StatusCode::INTERNAL_SERVER_ERROR);
-        let late = for_status(&tonic::Status::cancelled("Timeout expired"), true);
+        let late = for_status(
+            &tonic::Status::cancelled("Timeout expired"),
+            Operation::RemoveFromGroup,
+            true,
+        );
         assert_eq!(late.status, StatusCode::GATEWAY_TIMEOUT);
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn find<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option
 
 /// The last value of `name` in a form-urlencoded query, decoded to bytes. Never fails: pairs
 /// without `=` have an empty value and broken escapes stay as they are.
-fn last_query_value<'a>(query: &'a str, name: &[u8]) -> Option<Cow<'a, [u8]>> {
+pub(crate) fn last_query_value<'a>(query: &'a str, name: &[u8]) -> Option<Cow<'a, [u8]>> {
     query.rsplit('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (form_decode(key).as_ref() == name).then(|| form_decode(value))

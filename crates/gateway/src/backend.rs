@@ -1,15 +1,16 @@
-//! The gRPC side: one long-lived channel to the groups server, and the deadline-bound call.
+//! The gRPC side: one long-lived channel to the groups server, its clients, and the one
+//! deadline-bound call every route makes through [`Backend::call`].
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use groups_core::{GroupId, InstanceName, UserId};
-use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
+use groups_proto::{AuditClient, DirectoryClient, GroupMembersClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::answer::{self, Answer};
+use crate::answer::{self, Answer, Operation};
 use crate::api_key::{KeyText, METADATA_KEY};
 use crate::observe;
 
@@ -19,11 +20,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client of `groups.v1.GroupMembers`. Clones share one channel, which multiplexes requests
+/// The clients of the server's services; clones share one channel, which multiplexes requests
 /// over HTTP/2 and reconnects by itself.
 #[derive(Debug, Clone)]
+pub(crate) struct Clients {
+    pub(crate) members: GroupMembersClient<Channel>,
+    pub(crate) directory: DirectoryClient<Channel>,
+    pub(crate) audit: AuditClient<Channel>,
+}
+
+/// The server, as the routes reach it.
+#[derive(Debug, Clone)]
 pub(crate) struct Backend {
-    client: GroupMembersClient<Channel>,
+    clients: Clients,
     health: HealthClient<Channel>,
     deadline: Duration,
 }
@@ -40,28 +49,32 @@ impl Backend {
             .keep_alive_while_idle(true);
         let channel = endpoint.connect_lazy();
         Ok(Self {
-            client: GroupMembersClient::new(channel.clone()),
+            clients: Clients {
+                members: GroupMembersClient::new(channel.clone()),
+                directory: DirectoryClient::new(channel.clone()),
+                audit: AuditClient::new(channel.clone()),
+            },
             health: HealthClient::new(channel),
             deadline,
         })
     }
 
-    /// Asks the server to remove `user` from `group`, forwarding the caller's key. The deadline
-    /// is sent as `grpc-timeout` and enforced here too, so a server that never answers still
-    /// gets a 504 on time.
-    pub(crate) async fn remove_member(
+    /// Sends `message` with `send` (one method of one client), forwarding the caller's key and
+    /// the request's id. The deadline is sent as `grpc-timeout` and enforced here too, so a
+    /// server that never answers still gets a 504 on time; a failure becomes `operation`'s
+    /// answer from the one table.
+    pub(crate) async fn call<M, R, F, Fut>(
         &self,
-        instance: &InstanceName,
-        group: GroupId,
-        user: UserId,
+        operation: Operation,
+        message: M,
         key: Option<&KeyText<'_>>,
-    ) -> Result<(), Answer> {
-        let mut request = tonic::Request::new(RemoveGroupMemberRequest {
-            instance_name: instance.as_str().to_owned(),
-            group_id: group.get(),
-            user_id: user.get(),
-            allow_missing: false,
-        });
+        send: F,
+    ) -> Result<R, Answer>
+    where
+        F: FnOnce(Clients, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let mut request = tonic::Request::new(message);
         request.set_timeout(self.deadline);
         observe::annotate(&mut request);
         if let Some(key) = key {
@@ -69,13 +82,12 @@ impl Backend {
                 .metadata_mut()
                 .insert(METADATA_KEY, key.to_metadata());
         }
-
         let started = Instant::now();
-        let mut client = self.client.clone();
-        match tokio::time::timeout(self.deadline, client.remove_group_member(request)).await {
-            Ok(Ok(_)) => Ok(()),
+        match tokio::time::timeout(self.deadline, send(self.clients.clone(), request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(answer::for_status(
                 &status,
+                operation,
                 started.elapsed() >= self.deadline,
             )),
             Err(_elapsed) => {

@@ -1,15 +1,19 @@
 //! The REST gateway: Syncano's `DELETE /v1.1/instances/{instance}/groups/{group_id}/users/{user_id}/`
-//! in front of the `groups.v1.GroupMembers/RemoveGroupMember` gRPC call.
+//! and what the vendor SDK's example needs around it (the user-side removal, reading a user and
+//! a group) and the audit listing, in front of the `groups.v1` gRPC services.
 //!
-//! The gateway checks what it can without the server (ids, instance name syntax, its rate
-//! limit), forwards the caller's key as `x-api-key`, and maps the server's `ErrorInfo.reason`
-//! to SPEC.md's status and JSON detail in one table ([`answer`]). `main`, tests and
-//! `groupsctl up` all start it the same way: [`run`] on a bound listener with a shutdown future.
+//! The gateway checks what it can without the server (ids, instance name syntax, query values,
+//! its rate limit), forwards the caller's key as `x-api-key`, and maps the server's
+//! `ErrorInfo.reason` to SPEC.md's status and JSON detail in one table ([`answer`]). `main`,
+//! tests and `groupsctl up` all start it the same way: [`run`] on a bound listener with a
+//! shutdown future.
 
 mod answer;
 mod api_key;
 mod backend;
+mod objects;
 mod observe;
+mod paths;
 mod rate_limit;
 mod routes;
 
@@ -26,7 +30,7 @@ use crate::rate_limit::RateLimiter;
 use crate::routes::Gateway;
 
 pub use crate::observe::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, UNMATCHED_ROUTE};
-pub use crate::routes::ROUTES;
+pub use crate::routes::routes;
 
 /// Default URL of the gRPC server.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";

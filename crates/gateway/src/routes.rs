@@ -1,56 +1,82 @@
-//! The REST surface: the member route with SPEC.md's local checks, JSON answers for everything
-//! else (405, 404, panics), and the edge layers (CORS for browsers, one access-log line).
+//! The REST surface: one handler per operation, each with SPEC.md's local checks in its own
+//! order, then one call to the server; JSON answers for everything else (405, 404, panics), and
+//! the edge layers (CORS for browsers, one access-log line).
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get};
 use groups_core::{GroupId, InstanceName, UserId};
-use percent_encoding::percent_decode_str;
+use groups_proto::{
+    GetGroupRequest, GetUserRequest, ListMembershipEventsRequest, MembershipParent,
+    RemoveGroupMemberRequest,
+};
 use serde_json::json;
 use tower::{Layer, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any as AnyOrigin, CorsLayer};
 
-use crate::answer::{ALLOWED_METHODS, Answer};
-use crate::api_key;
+use crate::answer::{Answer, Operation};
+use crate::api_key::{self, KeyText};
 use crate::backend::Backend;
+use crate::objects::{self, Base, EventList, ListQuery};
 use crate::observe;
+use crate::paths::PathVars;
 use crate::rate_limit::RateLimiter;
 
-/// The member route, under both API versions, with and without the trailing slash.
-const MEMBER_ROUTES: [&str; 4] = [
-    "/v1.1/instances/{instance}/groups/{group_id}/users/{user_id}/",
-    "/v1.1/instances/{instance}/groups/{group_id}/users/{user_id}",
-    "/v1/instances/{instance}/groups/{group_id}/users/{user_id}/",
-    "/v1/instances/{instance}/groups/{group_id}/users/{user_id}",
-];
+/// Each route under both API versions, with and without the trailing slash.
+macro_rules! versions {
+    ($path:literal) => {
+        [
+            concat!("/v1.1", $path, "/"),
+            concat!("/v1.1", $path),
+            concat!("/v1", $path, "/"),
+            concat!("/v1", $path),
+        ]
+    };
+}
+
+const REMOVE_FROM_GROUP: [&str; 4] =
+    versions!("/instances/{instance}/groups/{group_id}/users/{user_id}");
+const REMOVE_FROM_USER: [&str; 4] =
+    versions!("/instances/{instance}/users/{user_id}/groups/{group_id}");
+const GET_USER: [&str; 4] = versions!("/instances/{instance}/users/{user_id}");
+const GET_GROUP: [&str; 4] = versions!("/instances/{instance}/groups/{group_id}");
+const LIST_EVENTS: [&str; 4] = versions!("/instances/{instance}/audit/memberships");
 
 const HEALTHZ_ROUTE: &str = "/healthz";
 const READYZ_ROUTE: &str = "/readyz";
 const OPENAPI_ROUTE: &str = "/openapi.json";
 const METRICS_ROUTE: &str = "/metrics";
 
+/// The API's operations: each one's route templates and its handler.
+const OPERATIONS: [[&str; 4]; 5] = [
+    REMOVE_FROM_GROUP,
+    REMOVE_FROM_USER,
+    GET_USER,
+    GET_GROUP,
+    LIST_EVENTS,
+];
+
 /// Every route template the gateway serves. `openapi.json` describes each: a test checks both
 /// ways, so a route added here without its description fails it.
-pub const ROUTES: [&str; 8] = [
-    MEMBER_ROUTES[0],
-    MEMBER_ROUTES[1],
-    MEMBER_ROUTES[2],
-    MEMBER_ROUTES[3],
-    HEALTHZ_ROUTE,
-    READYZ_ROUTE,
-    OPENAPI_ROUTE,
-    METRICS_ROUTE,
-];
+pub fn routes() -> impl Iterator<Item = &'static str> {
+    [HEALTHZ_ROUTE, READYZ_ROUTE, OPENAPI_ROUTE, METRICS_ROUTE]
+        .into_iter()
+        .chain(OPERATIONS.into_iter().flatten())
+}
+
+/// `Allow` of the removal routes and of the read routes.
+const DELETE_METHODS: &str = "DELETE, OPTIONS";
+const GET_METHODS: &str = "GET, HEAD, OPTIONS";
 
 /// The OpenAPI 3.1 document of the REST API, served at [`OPENAPI_ROUTE`].
 const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
@@ -66,102 +92,216 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    /// SPEC.md's checks that need no server, in its order, then the call.
-    async fn remove_member(
-        &self,
-        path: MemberPath<'_>,
-        headers: &HeaderMap,
-        query: Option<&str>,
-    ) -> Result<(), Answer> {
-        let group = decode_segment(path.group_id)
-            .and_then(|text| GroupId::parse(&text))
-            .ok_or(Answer::group_not_found())?;
-        let user = decode_segment(path.user_id)
-            .and_then(|text| UserId::parse(&text))
-            .ok_or(Answer::not_found())?;
-        // An invalid name cannot be an instance; no need to ask the server.
-        let instance = decode_segment(path.instance)
-            .and_then(|text| InstanceName::parse(&text))
-            .ok_or(Answer::instance_not_found())?;
-        if let Some(limiter) = &self.limiter {
-            limiter
-                .check(instance.as_str())
-                .map_err(Answer::throttled)?;
+    /// The instance's rate limit: the last check before the server is asked.
+    fn admit(&self, instance: &InstanceName) -> Result<(), Answer> {
+        match &self.limiter {
+            Some(limiter) => limiter.check(instance.as_str()).map_err(Answer::throttled),
+            None => Ok(()),
         }
-        let key = api_key::find(headers, query);
-        self.backend
-            .remove_member(&instance, group, user, key.as_ref())
-            .await
     }
-}
 
-/// The three raw (still percent-encoded) variable segments of a member route.
-#[derive(Debug, Clone, Copy)]
-struct MemberPath<'a> {
-    instance: &'a str,
-    group_id: &'a str,
-    user_id: &'a str,
-}
-
-impl<'a> MemberPath<'a> {
-    /// Reads the segments by position from a path the router matched to [`MEMBER_ROUTES`];
-    /// `None` when one is empty. The router (matchit) matches an empty `{param}` before a
-    /// static segment (`/instances//groups/…`); the original's `[^/]+` did not, so such a path
-    /// is an unknown one.
-    ///
-    /// Not `RawPathParams`: it answers 400 in plain text when a segment is not UTF-8 once
-    /// decoded, which must be a JSON 404 here, and in the order of SPEC.md's checks.
-    fn from_matched(path: &'a str) -> Option<Self> {
-        let mut segments = path.split('/');
-        // "", version, "instances", {instance}, "groups", {group_id}, "users", {user_id}
-        let matched = Self {
-            instance: segments.nth(3)?,
-            group_id: segments.nth(1)?,
-            user_id: segments.nth(1)?,
+    /// A removal from either side, once the path has been checked.
+    async fn remove(
+        &self,
+        api: &Api,
+        operation: Operation,
+        (instance, group, user): (InstanceName, GroupId, UserId),
+        parent: MembershipParent,
+    ) -> Result<StatusCode, Answer> {
+        self.admit(&instance)?;
+        let message = RemoveGroupMemberRequest {
+            instance_name: instance.as_str().to_owned(),
+            group_id: group.get(),
+            user_id: user.get(),
+            allow_missing: false,
+            parent: parent.into(),
         };
-        let all_given = [matched.instance, matched.group_id, matched.user_id]
-            .iter()
-            .all(|segment| !segment.is_empty());
-        all_given.then_some(matched)
+        self.backend
+            .call(
+                operation,
+                message,
+                api.key().as_ref(),
+                |mut c, r| async move { c.members.remove_group_member(r).await },
+            )
+            .await?;
+        Ok(StatusCode::NO_CONTENT)
     }
 }
 
-/// Percent-decodes a path segment; `None` when the result is not UTF-8 (never lossy: a name
-/// with replacement characters must not reach the checks as if it were something else).
-fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
-    percent_decode_str(raw).decode_utf8().ok()
+/// What a handler reads of its request: the matched route, the raw path and query, the headers.
+#[derive(Debug)]
+struct Api {
+    route: MatchedPath,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Api {
+    type Rejection = Answer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Answer> {
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .cloned()
+            .ok_or(Answer::not_found())?;
+        Ok(Self {
+            route,
+            uri: parts.uri.clone(),
+            headers: std::mem::take(&mut parts.headers),
+        })
+    }
+}
+
+impl Api {
+    fn vars(&self) -> Result<PathVars<'_>, Answer> {
+        PathVars::new(self.route.as_str(), self.uri.path()).ok_or(Answer::not_found())
+    }
+
+    fn key(&self) -> Option<KeyText<'_>> {
+        api_key::find(&self.headers, self.uri.query())
+    }
+}
+
+async fn remove_from_group(
+    State(gateway): State<Arc<Gateway>>,
+    api: Api,
+) -> Result<StatusCode, Answer> {
+    let path = api.vars()?;
+    let group = path.id("group_id", GroupId::parse, Answer::group_not_found())?;
+    let user = path.id("user_id", UserId::parse, Answer::not_found())?;
+    let instance = path.instance()?;
+    let operation = Operation::RemoveFromGroup;
+    let ids = (instance, group, user);
+    gateway
+        .remove(&api, operation, ids, MembershipParent::Group)
+        .await
+}
+
+async fn remove_from_user(
+    State(gateway): State<Arc<Gateway>>,
+    api: Api,
+) -> Result<StatusCode, Answer> {
+    let path = api.vars()?;
+    let user = path.id("user_id", UserId::parse, Answer::user_not_found())?;
+    let group = path.id("group_id", GroupId::parse, Answer::not_found())?;
+    let instance = path.instance()?;
+    let operation = Operation::RemoveFromUser;
+    let ids = (instance, group, user);
+    gateway
+        .remove(&api, operation, ids, MembershipParent::User)
+        .await
+}
+
+async fn get_user(
+    State(gateway): State<Arc<Gateway>>,
+    api: Api,
+) -> Result<Json<objects::User>, Answer> {
+    let path = api.vars()?;
+    let user = path.id("user_id", UserId::parse, Answer::not_found())?;
+    let instance = path.instance()?;
+    gateway.admit(&instance)?;
+    let message = GetUserRequest {
+        instance_name: instance.as_str().to_owned(),
+        user_id: user.get(),
+    };
+    let found = gateway
+        .backend
+        .call(
+            Operation::GetUser,
+            message,
+            api.key().as_ref(),
+            |mut c, r| async move { c.directory.get_user(r).await },
+        )
+        .await?;
+    Ok(Json(objects::User::new(
+        &Base::new(path.version(), &instance),
+        found,
+    )))
+}
+
+async fn get_group(
+    State(gateway): State<Arc<Gateway>>,
+    api: Api,
+) -> Result<Json<objects::Group>, Answer> {
+    let path = api.vars()?;
+    let group = path.id("group_id", GroupId::parse, Answer::not_found())?;
+    let instance = path.instance()?;
+    gateway.admit(&instance)?;
+    let message = GetGroupRequest {
+        instance_name: instance.as_str().to_owned(),
+        group_id: group.get(),
+    };
+    let found = gateway
+        .backend
+        .call(
+            Operation::GetGroup,
+            message,
+            api.key().as_ref(),
+            |mut c, r| async move { c.directory.get_group(r).await },
+        )
+        .await?;
+    Ok(Json(objects::Group::new(
+        &Base::new(path.version(), &instance),
+        found,
+    )))
+}
+
+async fn list_events(
+    State(gateway): State<Arc<Gateway>>,
+    api: Api,
+) -> Result<Json<EventList>, Answer> {
+    let path = api.vars()?;
+    let query = ListQuery::parse(api.uri.query())?;
+    let instance = path.instance()?;
+    gateway.admit(&instance)?;
+    let message = ListMembershipEventsRequest {
+        instance_name: instance.as_str().to_owned(),
+        group_id: query.group.map_or(0, GroupId::get),
+        user_id: query.user.map_or(0, UserId::get),
+        page_size: i32::try_from(query.page_size).unwrap_or(i32::MAX),
+        page_token: query.page_token.clone(),
+    };
+    let page = gateway
+        .backend
+        .call(
+            Operation::ListEvents,
+            message,
+            api.key().as_ref(),
+            |mut c, r| async move { c.audit.list_membership_events(r).await },
+        )
+        .await?;
+    Ok(Json(EventList::new(
+        &Base::new(path.version(), &instance),
+        &query,
+        page,
+    )))
 }
 
 /// Answers an empty-segment match as the unknown path it is, whatever the method.
-async fn require_member_path(request: Request, next: Next) -> Response {
-    if MemberPath::from_matched(request.uri().path()).is_none() {
+async fn require_segments(request: Request, next: Next) -> Response {
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_none_or(|route| PathVars::new(route.as_str(), request.uri().path()).is_some());
+    if !matched {
         return Answer::not_found().into_response();
     }
     next.run(request).await
 }
 
-async fn remove_member(
-    State(gateway): State<Arc<Gateway>>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let Some(path) = MemberPath::from_matched(uri.path()) else {
-        return Answer::not_found().into_response();
-    };
-    match gateway.remove_member(path, &headers, uri.query()).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(answer) => answer.into_response(),
+/// A plain `OPTIONS` (no `Origin`: not a browser's CORS preflight) lists the allowed methods.
+fn allowed_methods(allow: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
+    move || {
+        let allow = HeaderValue::from_static(allow);
+        std::future::ready((StatusCode::NO_CONTENT, [(header::ALLOW, allow)]).into_response())
     }
 }
 
-/// A plain `OPTIONS` (no `Origin`: not a browser's CORS preflight) lists the allowed methods.
-async fn allowed_methods() -> Response {
-    let allow = HeaderValue::from_static(ALLOWED_METHODS);
-    (StatusCode::NO_CONTENT, [(header::ALLOW, allow)]).into_response()
-}
-
-async fn method_not_allowed(method: Method) -> Answer {
-    Answer::method_not_allowed(method.as_str())
+fn method_not_allowed(
+    allow: &'static str,
+) -> impl Fn(Method) -> std::future::Ready<Answer> + Clone {
+    move |method| std::future::ready(Answer::method_not_allowed(method.as_str(), allow))
 }
 
 async fn not_found() -> Answer {
@@ -179,11 +319,11 @@ fn answer_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
     Answer::server_error().into_response()
 }
 
-/// Browsers on any origin may call DELETE with a key header.
+/// Browsers on any origin may call the API with a key header.
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AnyOrigin)
-        .allow_methods([Method::DELETE, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::HEAD, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             HeaderName::from_static("x-api-key"),
             HeaderName::from_static("x-user-key"),
@@ -223,7 +363,7 @@ async fn edge(State(plain): State<Router>, request: Request, next: Next) -> Resp
         next.run(request).await
     };
     // axum's method router adds `Allow` to every answer for a method it does not route, the
-    // empty-segment 404 of `require_member_path` included: an unknown path has no `Allow`.
+    // empty-segment 404 of `require_segments` included: an unknown path has no `Allow`.
     if response.status() == StatusCode::NOT_FOUND {
         response.headers_mut().remove(header::ALLOW);
     }
@@ -264,23 +404,37 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, json)], OPENAPI_DOCUMENT).into_response()
 }
 
-async fn get_only(method: Method) -> Answer {
-    Answer::method_not_allowed_with(method.as_str(), "GET, HEAD")
-}
-
 /// The whole REST application.
 pub(crate) fn app(gateway: Arc<Gateway>) -> Router {
-    let member: MethodRouter<Arc<Gateway>> = delete(remove_member)
-        .options(allowed_methods)
-        .fallback(method_not_allowed)
-        .layer(middleware::from_fn(require_member_path));
+    let api = |router: MethodRouter<Arc<Gateway>>, allow: &'static str| {
+        router
+            .options(allowed_methods(allow))
+            .fallback(method_not_allowed(allow))
+            .layer(middleware::from_fn(require_segments))
+    };
+    let operations: [(_, MethodRouter<Arc<Gateway>>); OPERATIONS.len()] = [
+        (
+            REMOVE_FROM_GROUP,
+            api(delete(remove_from_group), DELETE_METHODS),
+        ),
+        (
+            REMOVE_FROM_USER,
+            api(delete(remove_from_user), DELETE_METHODS),
+        ),
+        (GET_USER, api(get(get_user), GET_METHODS)),
+        (GET_GROUP, api(get(get_group), GET_METHODS)),
+        (LIST_EVENTS, api(get(list_events), GET_METHODS)),
+    ];
+    let get_only = method_not_allowed("GET, HEAD");
     let mut routes = Router::new()
-        .route(HEALTHZ_ROUTE, get(healthz).fallback(get_only))
-        .route(READYZ_ROUTE, get(readyz).fallback(get_only))
-        .route(OPENAPI_ROUTE, get(openapi).fallback(get_only))
+        .route(HEALTHZ_ROUTE, get(healthz).fallback(get_only.clone()))
+        .route(READYZ_ROUTE, get(readyz).fallback(get_only.clone()))
+        .route(OPENAPI_ROUTE, get(openapi).fallback(get_only.clone()))
         .route(METRICS_ROUTE, get(observe::metrics_page).fallback(get_only));
-    for path in MEMBER_ROUTES {
-        routes = routes.route(path, member.clone());
+    for (paths, router) in operations {
+        for path in paths {
+            routes = routes.route(path, router.clone());
+        }
     }
     let plain = with_edge_layers(routes.fallback(not_found).with_state(gateway));
     let with_cors = cors().layer(plain.clone());
@@ -304,22 +458,12 @@ mod tests {
     use axum::body::{Body, to_bytes};
 
     #[test]
-    fn member_path_segments_by_position() {
-        let p = MemberPath::from_matched("/v1.1/instances/de%6Do/groups/1/users/2/").unwrap();
-        assert_eq!((p.instance, p.group_id, p.user_id), ("de%6Do", "1", "2"));
-        let p = MemberPath::from_matched("/v1/instances/a/groups/b/users/c").unwrap();
-        assert_eq!((p.instance, p.group_id, p.user_id), ("a", "b", "c"));
-        assert!(MemberPath::from_matched("/v1/instances/a").is_none());
-        assert!(MemberPath::from_matched("/v1/instances//groups/1/users/2/").is_none());
-        assert!(MemberPath::from_matched("/v1/instances/a/groups/1/users//").is_none());
-    }
-
-    #[test]
-    fn segments_decode_strictly() {
-        assert_eq!(decode_segment("de%6Do").as_deref(), Some("demo"));
-        assert_eq!(decode_segment("%31").as_deref(), Some("1"));
-        assert_eq!(decode_segment("a%zz").as_deref(), Some("a%zz"));
-        assert_eq!(decode_segment("%FF"), None);
+    fn every_operation_is_routed_under_both_versions_with_and_without_the_slash() {
+        let all: Vec<_> = routes().collect();
+        let unique: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!((all.len(), unique.len()), (24, 24));
+        assert!(all.contains(&"/v1/instances/{instance}/users/{user_id}/groups/{group_id}"));
+        assert!(all.contains(&"/v1.1/instances/{instance}/audit/memberships/"));
     }
 
     #[tokio::test]

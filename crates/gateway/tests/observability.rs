@@ -177,6 +177,7 @@ async fn an_internal_grpc_caller_sends_its_own_id_and_gets_it_back() {
         group_id: demo.group.get(),
         user_id: demo.user.get(),
         allow_missing: false,
+        parent: 0,
     });
     request
         .metadata_mut()
@@ -201,6 +202,7 @@ async fn an_internal_grpc_caller_sends_its_own_id_and_gets_it_back() {
         group_id: demo.group.get(),
         user_id: demo.user.get(),
         allow_missing: false,
+        parent: 0,
     });
     again
         .metadata_mut()

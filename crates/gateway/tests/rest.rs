@@ -74,9 +74,10 @@ impl GroupMembers for FakeServer {
         {
             let code = match reason {
                 Reason::InvalidArgument => Code::InvalidArgument,
-                Reason::InstanceNotFound | Reason::GroupNotFound | Reason::MembershipNotFound => {
-                    Code::NotFound
-                }
+                Reason::InstanceNotFound
+                | Reason::GroupNotFound
+                | Reason::UserNotFound
+                | Reason::MembershipNotFound => Code::NotFound,
                 Reason::ApiKeyMissing | Reason::ApiKeyInvalid => Code::Unauthenticated,
                 Reason::PermissionDenied => Code::PermissionDenied,
                 Reason::DatabaseUnavailable => Code::Unavailable,

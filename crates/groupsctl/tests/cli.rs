@@ -702,6 +702,7 @@ async fn remove(
         group_id: group,
         user_id: user,
         allow_missing: false,
+        parent: 0,
     });
     request
         .metadata_mut()

@@ -1,10 +1,6 @@
 //! Generated code for the `groups.v1` wire contract (`proto/groups/v1`), re-exported as is.
-//!
-//! The one hand-written piece is [`codec`]: the generated services decode with it.
 
-pub mod codec;
-
-/// Messages, client and server of package `groups.v1`.
+/// Messages, clients and servers of package `groups.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod groups_v1 {
     tonic::include_proto!("groups.v1");
@@ -13,6 +9,15 @@ pub mod groups_v1 {
 /// The encoded `FileDescriptorSet` of `groups.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("groups_v1_descriptor");
 
-pub use groups_v1::RemoveGroupMemberRequest;
+pub use groups_v1::audit_client::AuditClient;
+pub use groups_v1::audit_server::{Audit, AuditServer};
+pub use groups_v1::directory_client::DirectoryClient;
+pub use groups_v1::directory_server::{Directory, DirectoryServer};
 pub use groups_v1::group_members_client::GroupMembersClient;
 pub use groups_v1::group_members_server::{GroupMembers, GroupMembersServer};
+pub use groups_v1::{
+    GetGroupRequest, GetUserRequest, Group, ListMembershipEventsRequest,
+    ListMembershipEventsResponse, MembershipEvent, MembershipParent, RemoveGroupMemberRequest,
+    User,
+};
+pub use prost_types::Timestamp;

@@ -15,7 +15,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use metrics::{LATENCY_BUCKETS, PROMETHEUS_CONTENT_TYPE, method_label, metrics};
+pub use metrics::{LATENCY_BUCKETS, PROMETHEUS_CONTENT_TYPE, SIZE_BUCKETS, method_label, metrics};
 pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId};
 pub use trace_export::{Telemetry, continue_trace, exporting, inject, name_span};
 

@@ -12,6 +12,12 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Upper bounds of every size histogram's buckets (metric names ending in `_size`, such as the
+/// server's batch sizes): powers of two up to 1024.
+pub const SIZE_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
 /// How often histograms are compacted when nobody scrapes them (memory stays bounded).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -29,6 +35,12 @@ pub fn metrics() -> &'static PrometheusHandle {
         // Only an empty bucket list is refused, and this one is not.
         let builder = builder
             .set_buckets(&LATENCY_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_size".to_owned()),
+                    &SIZE_BUCKETS,
+                )
+            })
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "latency buckets refused: histograms become summaries");
                 PrometheusBuilder::new()

@@ -1,37 +1,63 @@
-//! The gRPC server: `groups.v1.GroupMembers` over the PostgreSQL store.
+//! The gRPC server: `groups.v1.GroupMembers`, `groups.v1.Directory` and `groups.v1.Audit` over
+//! the PostgreSQL store, with gRPC health and reflection.
 //!
 //! [`run`] serves on an already bound listener until a shutdown future resolves, so the binary,
-//! `groupsctl up` and the tests all start the same code the same way.
+//! `groupsctl up` and the tests all start the same code the same way. Every method goes through
+//! the same pipeline (`pipeline`) and the same database workers (`workers`).
 
+mod audit;
 mod credential;
 mod deadline;
+mod directory;
+mod members;
 mod observe;
+mod pipeline;
 mod service;
 mod status;
+mod workers;
 
 use std::future::Future;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use groups_proto::GroupMembersServer;
+use groups_proto::{AuditServer, DirectoryServer, GroupMembersServer};
 use groups_runtime::bounded_drain;
-use groups_store::{PoolConfig, Store};
+use groups_store::{Pool, PoolConfig};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 pub use observe::{
-    DATABASE_ERRORS_TOTAL, POOL_CONNECTIONS, RPC_DURATION_SECONDS, RPCS_TOTAL, describe_metrics,
+    BATCH_SIZE, DATABASE_ERRORS_TOTAL, POOL_CONNECTIONS, RPC_DURATION_SECONDS, RPCS_TOTAL,
+    describe_metrics,
 };
-pub use service::GroupMembersService;
+pub use service::Service;
+
+use crate::workers::{Database, WorkerConfig};
+
+/// Default of [`ServerConfig::max_batch`].
+pub const DEFAULT_MAX_BATCH: usize = 64;
+/// Default of [`ServerConfig::queue_size`].
+pub const DEFAULT_QUEUE_SIZE: usize = 1024;
+/// Default of [`ServerConfig::audit_retention_days`].
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 90;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// PostgreSQL URL.
     pub database_url: String,
-    /// Connection pool settings.
+    /// Connection pool settings: `max_size` is the number of database workers, each using one
+    /// connection at a time; the pool keeps one more for health probes and retention.
     pub pool: PoolConfig,
+    /// Most removals one statement carries.
+    pub max_batch: usize,
+    /// Most requests waiting for a database worker; past it, UNAVAILABLE at once.
+    pub queue_size: usize,
+    /// Audit events older than this many days are deleted; 0 keeps them forever.
+    pub audit_retention_days: u32,
+    /// How often retention runs (first at start).
+    pub audit_prune_interval: Duration,
     /// How often the health service asks the database whether it answers.
     pub health_interval: Duration,
     /// After shutdown begins, how long requests in flight may take before they are dropped.
@@ -44,6 +70,10 @@ impl ServerConfig {
         Self {
             database_url: database_url.into(),
             pool: PoolConfig::default(),
+            max_batch: DEFAULT_MAX_BATCH,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            audit_prune_interval: Duration::from_secs(60),
             health_interval: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
         }
@@ -68,12 +98,24 @@ pub async fn run_with_metrics(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::new(&config.database_url, &config.pool);
+    let spare = PoolConfig {
+        max_size: config.pool.max_size.saturating_add(1),
+        ..config.pool.clone()
+    };
+    let pool = Pool::new(&config.database_url, &spare);
+    let db = Database::start(
+        pool.clone(),
+        WorkerConfig {
+            workers: usize::try_from(config.pool.max_size).unwrap_or(1),
+            max_batch: config.max_batch.max(1),
+            capacity: config.queue_size.max(1),
+        },
+    )?;
     let metrics_page = match metrics_listener {
         Some(metrics_listener) => {
             groups_runtime::metrics();
             tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
-            let app = observe::metrics_app(store.clone());
+            let app = observe::metrics_app(pool.clone());
             Some(tokio::spawn(async move {
                 if let Err(error) = axum::serve(metrics_listener, app).await {
                     tracing::error!(%error, "metrics endpoint failed");
@@ -85,18 +127,30 @@ pub async fn run_with_metrics(
     describe_metrics();
     let (health, health_service) = tonic_health::server::health_reporter();
     let watcher = tokio::spawn(report_database_health(
-        store.clone(),
+        pool.clone(),
         health,
         config.health_interval,
     ));
+    let retention = (config.audit_retention_days > 0).then(|| {
+        tokio::spawn(audit::retain(
+            pool.clone(),
+            config.audit_retention_days,
+            config.audit_prune_interval,
+        ))
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(groups_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let service = GroupMembersServer::new(GroupMembersService::new(store));
+    let service = Service {
+        db,
+        checkout: config.pool.checkout_timeout,
+    };
     let app = tonic::service::Routes::new(health_service)
         .add_service(reflection)
-        .add_service(service)
+        .add_service(GroupMembersServer::new(service.clone()))
+        .add_service(DirectoryServer::new(service.clone()))
+        .add_service(AuditServer::new(service))
         .prepare()
         .into_axum_router()
         .layer(axum::middleware::map_response(
@@ -123,6 +177,9 @@ pub async fn run_with_metrics(
         }
     };
     watcher.abort();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     if let Some(metrics_page) = metrics_page {
         metrics_page.abort();
     }
@@ -134,23 +191,31 @@ pub async fn run_with_metrics(
 /// How long one health probe of the database may take before it counts as a failure.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The full name of the service, as health checks and reflection spell it.
+/// The full name of the removal service, as health checks and reflection spell it.
 pub const GROUP_MEMBERS_SERVICE: &str = "groups.v1.GroupMembers";
 
-/// Keeps `grpc.health.v1` truthful: SERVING (overall and for `groups.v1.GroupMembers`) only
-/// while the database answers.
-async fn report_database_health(store: Store, health: HealthReporter, interval: Duration) {
+/// Every name `grpc.health.v1` answers for: the server (`""`) and each service of `groups.v1`.
+pub const HEALTH_SERVICES: [&str; 4] = [
+    "",
+    GROUP_MEMBERS_SERVICE,
+    "groups.v1.Directory",
+    "groups.v1.Audit",
+];
+
+/// Keeps `grpc.health.v1` truthful: SERVING (overall and for each service) only while the
+/// database answers.
+async fn report_database_health(pool: Pool, health: HealthReporter, interval: Duration) {
     // Not serving until the first probe says otherwise.
-    for service in ["", GROUP_MEMBERS_SERVICE] {
+    for service in HEALTH_SERVICES {
         health
             .set_service_status(service, ServingStatus::NotServing)
             .await;
     }
     let mut last = None;
     loop {
-        let probe = store.clone();
+        let probe = pool.clone();
         // A database that stops answering must not keep the last SERVING forever.
-        let probed = tokio::task::spawn_blocking(move || probe.is_reachable());
+        let probed = tokio::task::spawn_blocking(move || probe.is_reachable(PROBE_TIMEOUT));
         let up = matches!(
             tokio::time::timeout(PROBE_TIMEOUT.max(interval), probed).await,
             Ok(Ok(true))
@@ -161,16 +226,15 @@ async fn report_database_health(store: Store, health: HealthReporter, interval: 
         }
         // Also refreshed on every scrape of the server's own page; this keeps a shared page
         // (`groupsctl up` serves it from the gateway) current too.
-        observe::record_pool_state(&store);
+        observe::record_pool_state(&pool);
         let status = if up {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
         };
-        health.set_service_status("", status).await;
-        health
-            .set_service_status(GROUP_MEMBERS_SERVICE, status)
-            .await;
+        for service in HEALTH_SERVICES {
+            health.set_service_status(service, status).await;
+        }
         tokio::time::sleep(interval).await;
     }
 }

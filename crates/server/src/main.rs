@@ -8,7 +8,7 @@ use groups_runtime::LogFormat;
 use groups_server::ServerConfig;
 use groups_store::PoolConfig;
 
-/// Serves groups.v1.GroupMembers (gRPC) over PostgreSQL.
+/// Serves groups.v1.GroupMembers, groups.v1.Directory and groups.v1.Audit (gRPC) over PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -18,9 +18,22 @@ struct Args {
     /// Address to serve gRPC on (port 0 picks a free port; the bound address is printed).
     #[arg(long, env = "GROUPS_SERVER_LISTEN", default_value = "0.0.0.0:50051")]
     listen: String,
-    /// Most database connections in the pool.
+    /// Database workers, each with one pooled connection (the pool keeps one more for health
+    /// probes and audit retention).
     #[arg(long, env = "GROUPS_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pool_size: u32,
+    /// Most removals a worker runs as one statement (one round trip, one commit).
+    #[arg(long, env = "GROUPS_MAX_BATCH", default_value_t = groups_server::DEFAULT_MAX_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    max_batch: usize,
+    /// Most requests waiting for a database worker; past it, UNAVAILABLE at once.
+    #[arg(long, env = "GROUPS_QUEUE_SIZE", default_value_t = groups_server::DEFAULT_QUEUE_SIZE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    queue_size: usize,
+    /// Days audit events are kept; older ones are deleted in the background. 0 keeps them forever.
+    #[arg(long, env = "GROUPS_AUDIT_RETENTION_DAYS", default_value_t = groups_server::DEFAULT_AUDIT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    audit_retention_days: u32,
+    /// Milliseconds between runs of the audit retention (the first runs at start).
+    #[arg(long, env = "GROUPS_AUDIT_PRUNE_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    audit_prune_interval_ms: u64,
     /// Milliseconds a request waits for a free database connection before answering UNAVAILABLE.
     #[arg(long, env = "GROUPS_POOL_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pool_timeout_ms: u64,
@@ -64,6 +77,10 @@ async fn main() -> anyhow::Result<()> {
             checkout_timeout: Duration::from_millis(args.pool_timeout_ms),
             statement_timeout: Duration::from_millis(args.statement_timeout_ms),
         },
+        max_batch: args.max_batch,
+        queue_size: args.queue_size,
+        audit_retention_days: args.audit_retention_days,
+        audit_prune_interval: Duration::from_millis(args.audit_prune_interval_ms),
         health_interval: Duration::from_millis(args.health_interval_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         ..ServerConfig::new(args.database_url)

@@ -16,11 +16,13 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use groups_runtime::{REQUEST_ID_HEADER, RequestId};
-use groups_store::Store;
+use groups_store::Pool;
 use http_body::{Frame, SizeHint};
 use tonic::Code;
 use tracing::Instrument;
 use tracing::field::Empty;
+
+use crate::pipeline::Arrival;
 
 /// Counter of RPCs answered, by `method` and `code`.
 pub const RPCS_TOTAL: &str = "groups_server_rpcs_total";
@@ -28,14 +30,19 @@ pub const RPCS_TOTAL: &str = "groups_server_rpcs_total";
 pub const RPC_DURATION_SECONDS: &str = "groups_server_rpc_duration_seconds";
 /// Gauge of pooled database connections, by `state` (`in_use`, `idle`).
 pub const POOL_CONNECTIONS: &str = "groups_server_pool_connections";
-/// Counter of removals that failed at the database (unreachable, statement failed, pool
-/// checkout timed out): each one answered UNAVAILABLE.
+/// Counter of calls that failed at the database (unreachable, statement failed, no worker or
+/// connection free in time, queue full): each one answered UNAVAILABLE.
 pub const DATABASE_ERRORS_TOTAL: &str = "groups_server_database_errors_total";
+/// Histogram of removals per statement (the batches the database workers form).
+pub const BATCH_SIZE: &str = "groups_server_batch_size";
 
 /// The methods this server implements, as `method` label values. Any other path is labelled
 /// [`UNKNOWN_METHOD`]: a caller cannot grow the label set.
-pub(crate) const SERVED_METHODS: [&str; 4] = [
+pub(crate) const SERVED_METHODS: [&str; 7] = [
     "/groups.v1.GroupMembers/RemoveGroupMember",
+    "/groups.v1.Directory/GetUser",
+    "/groups.v1.Directory/GetGroup",
+    "/groups.v1.Audit/ListMembershipEvents",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -59,24 +66,29 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         DATABASE_ERRORS_TOTAL,
-        "Removals that failed at the database (unreachable, statement failed, no free connection)."
+        "Calls that failed at the database (unreachable, statement failed, no worker free in time, queue full)."
+    );
+    metrics::describe_histogram!(
+        BATCH_SIZE,
+        metrics::Unit::Count,
+        "Removals per statement: the batches the database workers form."
     );
 }
 
 /// Sets the pool gauges from the pool's current state.
-pub(crate) fn record_pool_state(store: &Store) {
-    let (open, idle) = store.pool_state();
+pub(crate) fn record_pool_state(pool: &Pool) {
+    let (open, idle) = pool.state();
     metrics::gauge!(POOL_CONNECTIONS, "state" => "in_use")
         .set(f64::from(open.saturating_sub(idle)));
     metrics::gauge!(POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
 }
 
 /// The `/metrics` page of `--metrics-listen`, with fresh pool gauges.
-pub(crate) fn metrics_app(store: Store) -> axum::Router {
+pub(crate) fn metrics_app(pool: Pool) -> axum::Router {
     let page = move || {
-        let store = store.clone();
+        let pool = pool.clone();
         async move {
-            record_pool_state(&store);
+            record_pool_state(&pool);
             (
                 [(
                     header::CONTENT_TYPE,
@@ -95,8 +107,8 @@ pub(crate) async fn observe_rpc(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = RequestId::from_headers(request.headers());
     let method = method_label(request.uri().path());
-    // `instance`, `group`, `user` and `outcome` (`removed` or the error's reason) are filled in
-    // by the RemoveGroupMember handler.
+    // `instance`, `group`, `user` and `outcome` (`removed`, `found`, `listed` or the error's
+    // reason) are filled in by the method (crate::pipeline).
     let span = groups_runtime::request_span!(
         request_id = %request_id,
         rpc = method,
@@ -108,6 +120,11 @@ pub(crate) async fn observe_rpc(request: Request, next: Next) -> Response {
     // Parent first: naming starts the exported span, which fixes its parent.
     groups_runtime::continue_trace(&span, request.headers());
     groups_runtime::name_span(&span, || method.to_owned());
+    let mut request = request;
+    request.extensions_mut().insert(Arrival {
+        at: started,
+        request_id: request_id.clone(),
+    });
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -269,11 +286,15 @@ mod tests {
 
     #[test]
     fn served_methods_name_the_registered_services() {
-        type Members = groups_proto::GroupMembersServer<crate::GroupMembersService>;
+        type Members = groups_proto::GroupMembersServer<crate::Service>;
+        type Directory = groups_proto::DirectoryServer<crate::Service>;
+        type Audit = groups_proto::AuditServer<crate::Service>;
         type Health =
             tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
         for service in [
             Members::NAME,
+            Directory::NAME,
+            Audit::NAME,
             Health::NAME,
             "grpc.reflection.v1.ServerReflection",
         ] {

@@ -48,6 +48,7 @@ pub(crate) fn status_of(error: &DomainError) -> Status {
         DomainError::InvalidArgument(_) => Code::InvalidArgument,
         DomainError::InstanceNotFound
         | DomainError::GroupNotFound
+        | DomainError::UserNotFound
         | DomainError::MembershipNotFound => Code::NotFound,
         DomainError::ApiKeyMissing | DomainError::ApiKeyInvalid => Code::Unauthenticated,
         DomainError::PermissionDenied => Code::PermissionDenied,
@@ -94,6 +95,7 @@ mod tests {
             (DomainError::ApiKeyInvalid, Code::Unauthenticated),
             (DomainError::PermissionDenied, Code::PermissionDenied),
             (DomainError::GroupNotFound, Code::NotFound),
+            (DomainError::UserNotFound, Code::NotFound),
             (DomainError::MembershipNotFound, Code::NotFound),
             (
                 DomainError::Unavailable("db down at 10.0.0.1".into()),

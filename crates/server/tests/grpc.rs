@@ -105,6 +105,7 @@ fn request(instance: &str, group: i64, user: i64) -> RemoveGroupMemberRequest {
         group_id: group,
         user_id: user,
         allow_missing: false,
+        parent: 0,
     }
 }
 

@@ -1,22 +1,27 @@
-//! PostgreSQL storage: the schema and its embedded migrations, the connection pool, the removal
-//! statement of the hot path, and the provisioning queries `groupsctl` and the tests use.
+//! PostgreSQL storage: the schema and its embedded migrations, the connection pool, one module
+//! per operation of the service (each one SQL statement, one round trip), and the provisioning
+//! queries `groupsctl` and the tests use.
 //!
-//! Errors: provisioning returns [`StoreError`]; the hot path answers in the domain's terms
-//! ([`groups_core::DomainError`]), with every connectivity problem as `Unavailable`.
+//! Errors: provisioning returns [`StoreError`]; the operations return diesel's `QueryResult`,
+//! which [`PooledConn::run`] turns into the domain's terms ([`groups_core::DomainError`]), with
+//! every problem at the database as `Unavailable`.
 
+pub mod audit;
 mod error;
 mod pool;
 pub mod provision;
-mod removal;
+pub mod reads;
+pub mod removal;
 pub mod schema;
 mod seed;
+mod statement;
 
 use diesel::pg::PgConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use error::{StoreError, StoreResult};
-pub use pool::{Budget, PoolConfig, PooledConn, Store};
-pub use removal::{REMOVAL_ROUND_TRIPS, removal_statement_sql};
+pub use pool::{Checkout, ConnectionManager, Pool, PoolConfig, PooledConn};
+pub use removal::{Removal, removal_statement_sql};
 pub use seed::{SeedSummary, seed};
 
 /// The migrations, embedded in every binary that links the store.

@@ -1,16 +1,16 @@
-//! The r2d2 pool of PostgreSQL connections, and the `Store` handle the server holds.
+//! The r2d2 pool of PostgreSQL connections.
 //!
 //! The pool does not ping a connection on checkout (that would double the round trips of a
-//! removal); instead a connection that failed at the database is marked broken and r2d2 drops it
-//! when it comes back, so the pool heals by itself after an outage.
+//! statement); instead a connection that failed at the connection level is marked broken and
+//! r2d2 drops it when it comes back, so the pool heals by itself after an outage. A statement
+//! that merely failed (a statement timeout) leaves its connection in the pool.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::pg::PgConnection;
-use diesel::{Connection, RunQueryDsl};
-use groups_core::{Credential, DomainError, RemovalRequest};
-
-use crate::removal::PgMembershipStore;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{Connection, QueryResult, RunQueryDsl};
+use groups_core::DomainError;
 
 /// Pool settings. The defaults suit a 2-core machine (see the README's Performance section).
 #[derive(Debug, Clone)]
@@ -52,21 +52,9 @@ impl std::fmt::Debug for PooledConn {
     }
 }
 
-impl PooledConn {
-    /// The diesel connection.
-    pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-
-    /// Marks the connection as unusable: the pool closes it instead of reusing it.
-    pub(crate) fn mark_broken(&mut self) {
-        self.broken = true;
-    }
-}
-
-/// Opens connections for r2d2 from a database URL.
+/// Opens connections for r2d2 from a database URL, with the service's session settings.
 #[derive(Debug)]
-pub(crate) struct ConnectionManager {
+pub struct ConnectionManager {
     database_url: String,
     statement_timeout: Duration,
 }
@@ -76,11 +64,16 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = diesel::ConnectionError;
 
     fn connect(&self) -> Result<PooledConn, Self::Error> {
+        use diesel::connection::SimpleConnection;
         let mut conn = PgConnection::establish(&with_network_timeouts(&self.database_url))?;
+        // Pinned here, whatever the database's or role's defaults say: every statement of the
+        // service is written for READ COMMITTED (a concurrent delete is seen, never an error).
         let millis = self.statement_timeout.as_millis().max(1);
-        diesel::sql_query(format!("SET statement_timeout = {millis}"))
-            .execute(&mut conn)
-            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        conn.batch_execute(&format!(
+            "SET statement_timeout = {millis}; \
+             SET default_transaction_isolation = 'read committed'"
+        ))
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok(PooledConn {
             conn,
             broken: false,
@@ -140,36 +133,16 @@ impl r2d2::HandleError<diesel::ConnectionError> for TracingErrorHandler {
     }
 }
 
-/// How long one request may wait and work: fixed when it arrives.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// The caller's deadline (gRPC `grpc-timeout`), if it sent one.
-    pub deadline: Option<Instant>,
-    /// When waiting for a connection ends with "unavailable".
-    pub checkout_by: Instant,
-}
-
-impl Budget {
-    /// The earlier of the two limits.
-    pub fn give_up_at(&self) -> Instant {
-        self.deadline
-            .map_or(self.checkout_by, |deadline| deadline.min(self.checkout_by))
-    }
-
-    /// Whether the caller's deadline has passed.
-    pub fn deadline_passed(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-}
-
-/// The handle the server shares between requests: a pool of connections.
+/// The pool the server shares between its database workers and its maintenance tasks.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct Pool {
     pool: r2d2::Pool<ConnectionManager>,
-    checkout_timeout: Duration,
 }
 
-impl Store {
+/// A connection checked out of the [`Pool`]; it goes back when dropped.
+pub type Checkout = r2d2::PooledConnection<ConnectionManager>;
+
+impl Pool {
     /// Builds the pool without waiting for the database: the service starts (and answers 503)
     /// while the database is down, and serves as soon as it is up.
     pub fn new(database_url: &str, config: &PoolConfig) -> Self {
@@ -184,86 +157,76 @@ impl Store {
             .test_on_check_out(false)
             .error_handler(Box::new(TracingErrorHandler))
             .build_unchecked(manager);
-        Self {
-            pool,
-            checkout_timeout: config.checkout_timeout,
-        }
+        Self { pool }
     }
 
-    /// The time a request that starts now may spend: at most the checkout timeout waiting for a
-    /// connection, and nothing past the caller's `deadline`.
-    pub fn budget(&self, deadline: Option<Instant>) -> Budget {
-        Budget {
-            deadline,
-            checkout_by: Instant::now() + self.checkout_timeout,
+    /// Checks out a connection, waiting at most `wait` for one (nothing when it is zero).
+    pub fn checkout(&self, wait: Duration) -> Result<Checkout, DomainError> {
+        if wait.is_zero() {
+            return Err(DomainError::Unavailable(
+                "no database connection came free in time".to_owned(),
+            ));
         }
+        self.pool
+            .get_timeout(wait)
+            .map_err(|error| DomainError::Unavailable(format!("no database connection: {error}")))
     }
 
-    /// Checks out a connection within `budget` (a request waits for a connection once, however
-    /// many queues it passes: the service's permits, then r2d2).
-    pub(crate) fn checkout(
-        &self,
-        budget: Budget,
-    ) -> Result<r2d2::PooledConnection<ConnectionManager>, DomainError> {
-        let wait = budget
-            .give_up_at()
-            .saturating_duration_since(Instant::now());
-        let outcome = if wait.is_zero() {
-            Err(None)
-        } else {
-            self.pool.get_timeout(wait).map_err(Some)
-        };
-        match outcome {
-            // The wait may have used up the caller's time: then do not start the statement.
-            Ok(_) | Err(_) if budget.deadline_passed() => Err(DomainError::DeadlineExceeded),
-            Ok(conn) => Ok(conn),
-            Err(error) => Err(DomainError::Unavailable(match error {
-                Some(error) => format!("no database connection: {error}"),
-                None => "no database connection came free in time".to_owned(),
-            })),
-        }
-    }
-
-    /// Removes a user from a group (blocking: call it from `spawn_blocking`) within `budget`:
-    /// `DeadlineExceeded` rather than starting work after the caller's deadline.
-    ///
-    /// One pool checkout and one SQL round trip; see [`crate::REMOVAL_ROUND_TRIPS`].
-    pub fn remove_member(
-        &self,
-        request: &RemovalRequest,
-        credential: &Credential,
-        budget: Budget,
-    ) -> Result<(), DomainError> {
-        let mut store = PgMembershipStore::new(self, budget);
-        groups_core::removal::remove_user_from_group(&mut store, request, credential)
-    }
-
-    /// Whether the database answers a trivial query now (for health checks).
-    pub fn is_reachable(&self) -> bool {
-        let Ok(mut pooled) = self.checkout(self.budget(None)) else {
-            return false;
-        };
-        let answered = diesel::sql_query("SELECT 1").execute(pooled.conn()).is_ok();
-        if !answered {
-            pooled.mark_broken();
-        }
-        answered
+    /// Whether the database answers a trivial query within `wait` (for health checks).
+    pub fn is_reachable(&self, wait: Duration) -> bool {
+        self.checkout(wait).is_ok_and(|mut pooled| {
+            pooled
+                .run(|conn| diesel::sql_query("SELECT 1").execute(conn))
+                .is_ok()
+        })
     }
 
     /// The most connections the pool opens.
-    pub fn max_connections(&self) -> u32 {
+    pub fn max_size(&self) -> u32 {
         self.pool.max_size()
     }
 
-    /// How long a request may wait for a connection.
-    pub fn checkout_timeout(&self) -> Duration {
-        self.checkout_timeout
-    }
-
     /// Connections open / idle, for metrics.
-    pub fn pool_state(&self) -> (u32, u32) {
+    pub fn state(&self) -> (u32, u32) {
         let state = self.pool.state();
         (state.connections, state.idle_connections)
+    }
+}
+
+/// Tries of a statement that fails with a serialization failure: the statement did nothing,
+/// so running it again is safe, and the caller must not see a 5xx for a conflict.
+const SERIALIZATION_TRIES: u32 = 3;
+
+impl PooledConn {
+    /// Runs one statement of the service (autocommit: all or nothing) and classifies a failure:
+    /// a serialization failure is retried; one that leaves the connection unusable marks it
+    /// broken, so the pool replaces it; a failure at the database (unreachable, statement
+    /// timeout, shutting down) is `Unavailable`; anything else (a row that does not decode) is
+    /// a bug, `Internal`.
+    pub fn run<T>(
+        &mut self,
+        mut statement: impl FnMut(&mut PgConnection) -> QueryResult<T>,
+    ) -> Result<T, DomainError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match statement(&mut self.conn) {
+                Ok(value) => return Ok(value),
+                Err(DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _))
+                    if tries < SERIALIZATION_TRIES => {}
+                Err(error @ DieselError::DatabaseError(kind, _)) => {
+                    if matches!(
+                        kind,
+                        DatabaseErrorKind::ClosedConnection
+                            | DatabaseErrorKind::UnableToSendCommand
+                    ) {
+                        self.broken = true;
+                    }
+                    return Err(DomainError::Unavailable(error.to_string()));
+                }
+                Err(error) => return Err(DomainError::Internal(error.to_string())),
+            }
+        }
     }
 }
 

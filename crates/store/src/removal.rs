@@ -1,167 +1,139 @@
-//! The hot path: one SQL statement that resolves the principal and the group and deletes the
-//! membership only when the domain's guard holds.
+//! The hot path: removing a batch of members in one statement, one round trip and one commit,
+//! with each removal's audit event written by the same statement.
 //!
-//! Round trips: one per removal. The statement is a diesel query with a static query id, so each
-//! pooled connection prepares it once and afterwards only binds and executes it. All look-ups and
-//! the guarded `DELETE` run in that single statement (one snapshot, one implicit transaction), so
-//! concurrent removals of one membership delete it exactly once: the row lock serialises them and
-//! the losers find nothing left to delete.
+//! Every item of the batch is resolved on its own (instance, the key's principal, the group,
+//! the user) and its membership deleted only when the principal may remove members and the
+//! group is live, so each item ends exactly as it would alone. Two items for one membership
+//! (in one batch, or in concurrent batches) delete it once: the row lock serialises them, and
+//! the statement returns the deleting item's ordinal only. Items are locked in key order, so
+//! concurrent batches cannot deadlock on each other.
 
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::result::Error as DieselError;
+use diesel::QueryResult;
 use diesel::sql_types::{Array, BigInt, Bool, Bytea, Nullable, Text};
-use diesel::{PgConnection, QueryResult, RunQueryDsl};
-use groups_core::{DomainError, MembershipStore, Principal, RemovalAttempt, RemovalFacts};
+use groups_core::{Access, Principal, RemovalAttempt, RemovalFacts};
 
-use crate::pool::{Budget, Store};
+use crate::statement::{fixed_statement, principal_sql};
 
-/// SQL round trips one removal takes (after the connection's first use, which also prepares).
-pub const REMOVAL_ROUND_TRIPS: u32 = 1;
-
-/// The store as the domain's removal sees it: each attempt checks out a connection and runs
-/// [`AttemptRemoval`] on it.
-#[derive(Debug)]
-pub(crate) struct PgMembershipStore<'a> {
-    store: &'a Store,
-    budget: Budget,
+/// One removal of a batch: what the store must do, and the request id its event records.
+#[derive(Debug, Clone, Copy)]
+pub struct Removal<'a> {
+    /// The removal.
+    pub attempt: RemovalAttempt<'a>,
+    /// The request id of the removal, for its audit event.
+    pub request_id: &'a str,
 }
 
-impl<'a> PgMembershipStore<'a> {
-    pub(crate) fn new(store: &'a Store, budget: Budget) -> Self {
-        Self { store, budget }
-    }
-}
-
-impl MembershipStore for PgMembershipStore<'_> {
-    fn attempt_removal(
-        &mut self,
-        attempt: &RemovalAttempt<'_>,
-    ) -> Result<RemovalFacts, DomainError> {
-        let mut pooled = self.store.checkout(self.budget)?;
-        let query = AttemptRemoval {
-            instance: attempt.instance.as_str(),
-            account_key: attempt.account_key.as_ref().map(|d| &d.as_bytes()[..]),
-            api_key: attempt.api_key.as_ref().map(|d| &d.as_bytes()[..]),
-            group: attempt.group.get(),
-            user: attempt.user.get(),
-            permitted: attempt.permitted,
+/// Performs every removal of `batch` in one statement and returns each one's facts, in order.
+///
+/// Every item must need the same permission (it does: [`groups_core::Permission::RemoveMembers`]).
+pub fn remove_members<'b>(
+    conn: &mut diesel::PgConnection,
+    batch: &'b [Removal<'_>],
+) -> QueryResult<Vec<RemovalFacts>> {
+    use diesel::RunQueryDsl;
+    let Some(first) = batch.first() else {
+        return Ok(Vec::new());
+    };
+    let digest = |d: &'b Option<groups_core::KeyDigest>| d.as_ref().map(|d| &d.as_bytes()[..]);
+    let statement = RemoveMembers {
+        instances: batch
+            .iter()
+            .map(|r| r.attempt.lookup.instance.as_str())
+            .collect(),
+        account_keys: batch
+            .iter()
+            .map(|r| digest(&r.attempt.lookup.account_key))
+            .collect(),
+        api_keys: batch
+            .iter()
+            .map(|r| digest(&r.attempt.lookup.api_key))
+            .collect(),
+        groups: batch.iter().map(|r| r.attempt.group.get()).collect(),
+        users: batch.iter().map(|r| r.attempt.user.get()).collect(),
+        request_ids: batch.iter().map(|r| r.request_id).collect(),
+        permitted: first.attempt.lookup.permitted,
+    };
+    let rows: Vec<(i64, bool, Option<String>, bool, bool, bool)> = statement.load(conn)?;
+    let mut facts = vec![RemovalFacts::default(); batch.len()];
+    for (ordinal, instance_found, label, group_found, user_found, removed) in rows {
+        let slot = usize::try_from(ordinal - 1)
+            .ok()
+            .and_then(|index| facts.get_mut(index))
+            .ok_or_else(|| decode_error(format!("ordinal {ordinal} out of the batch")))?;
+        *slot = RemovalFacts {
+            access: Access {
+                instance_found,
+                principal: principal(label)?,
+            },
+            group_found,
+            user_found,
+            removed,
         };
-        let row: Result<(Option<i64>, Option<String>, bool, bool), _> =
-            query.get_result(pooled.conn());
-        match row {
-            Ok((instance_id, principal, group_found, removed)) => Ok(RemovalFacts {
-                instance_found: instance_id.is_some(),
-                principal: match principal {
-                    None => None,
-                    Some(label) => Some(Principal::from_label(&label).ok_or_else(|| {
-                        DomainError::Internal(format!("unknown principal label {label:?}"))
-                    })?),
-                },
-                group_found,
-                removed,
-            }),
-            Err(error) => {
-                // The statement is fixed and known good: a failure means the connection or the
-                // server is in trouble. Drop the connection rather than hand it out again.
-                pooled.mark_broken();
-                Err(classify(error))
-            }
-        }
     }
+    Ok(facts)
 }
 
-/// The removal statement's SQL text exactly as the server sends it, with `$1..$6` for its binds:
-/// instance name (text), account key digest (bytea, NULL when none), API key digest (bytea,
-/// NULL when none), group id (bigint), user id (bigint), permitted principal labels (text[]).
+/// Reads a principal label computed in SQL back.
+pub(crate) fn principal(label: Option<String>) -> QueryResult<Option<Principal>> {
+    label
+        .map(|label| {
+            Principal::from_label(&label)
+                .ok_or_else(|| decode_error(format!("unknown principal label {label:?}")))
+        })
+        .transpose()
+}
+
+pub(crate) fn decode_error(message: String) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(message.into())
+}
+
+/// The batched removal's SQL text exactly as the server sends it, with `$1..$7` for its binds
+/// (arrays of one element per removal): instance names (`text[]`), account key digests and API
+/// key digests (`bytea[]`, NULL where none), group ids and user ids (`int8[]`), request ids
+/// (`text[]`), and the permitted principal labels (`text[]`).
 ///
 /// For tools that must run the same statement outside the server (the benchmark's pgbench).
-pub fn removal_statement_sql() -> diesel::QueryResult<String> {
-    use diesel::query_builder::QueryBuilder;
-    let query = AttemptRemoval {
-        instance: "",
-        account_key: None,
-        api_key: None,
-        group: 0,
-        user: 0,
-        permitted: &[],
-    };
-    let mut sql = diesel::pg::PgQueryBuilder::default();
-    query.to_sql(&mut sql, &Pg)?;
-    Ok(sql.finish())
+pub fn removal_statement_sql() -> &'static str {
+    RemoveMembers::SQL
 }
 
-/// Every database-side failure of the fixed statement (connection lost, server shutting down,
-/// statement cancelled) is an outage to retry; anything else is a bug.
-fn classify(error: DieselError) -> DomainError {
-    match error {
-        DieselError::DatabaseError(_, _) => DomainError::Unavailable(error.to_string()),
-        other => DomainError::Internal(other.to_string()),
-    }
-}
-
-/// The removal statement (see the module doc). `$6` lists the principal labels the domain
-/// permits; the `DELETE` runs only for those and only when the group exists.
-#[derive(Debug)]
-struct AttemptRemoval<'a> {
-    instance: &'a str,
-    account_key: Option<&'a [u8]>,
-    api_key: Option<&'a [u8]>,
-    group: i64,
-    user: i64,
-    permitted: &'a [&'static str],
-}
-
-/// Static id, so diesel caches the prepared statement per connection.
-#[derive(Debug)]
-struct AttemptRemovalId;
-
-impl QueryId for AttemptRemoval<'_> {
-    type QueryId = AttemptRemovalId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for AttemptRemoval<'_> {
-    type SqlType = (Nullable<BigInt>, Nullable<Text>, Bool, Bool);
-}
-
-impl RunQueryDsl<PgConnection> for AttemptRemoval<'_> {}
-
-impl QueryFragment<Pg> for AttemptRemoval<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("WITH inst AS (SELECT id, owner_id FROM instances WHERE name = ");
-        out.push_bind_param::<Text, _>(self.instance)?;
-        out.push_sql(
-            "), principal AS (\
-               SELECT CASE WHEN a.id = inst.owner_id THEN 'owner' ELSE COALESCE(r.role, 'none') END AS label \
-               FROM inst JOIN admins a ON a.is_active AND a.key_digest = ",
-        );
-        out.push_bind_param::<Nullable<Bytea>, _>(&self.account_key)?;
-        out.push_sql(
-            " LEFT JOIN admin_roles r ON r.instance_id = inst.id AND r.admin_id = a.id \
-             UNION ALL \
-               SELECT CASE WHEN k.ignore_acl THEN 'api_key_ignore_acl' ELSE 'api_key' END \
-               FROM inst JOIN api_keys k ON k.instance_id = inst.id AND k.revoked_at IS NULL AND k.key_digest = ",
-        );
-        out.push_bind_param::<Nullable<Bytea>, _>(&self.api_key)?;
-        out.push_sql(
-            "), grp AS (\
-               SELECT g.id FROM inst JOIN groups g ON g.instance_id = inst.id AND g.deleted_at IS NULL AND g.id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.group)?;
-        out.push_sql(
-            "), removed AS (\
-               DELETE FROM memberships m USING inst, grp \
-               WHERE m.instance_id = inst.id AND m.group_id = grp.id AND m.user_id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.user)?;
-        out.push_sql(" AND EXISTS (SELECT 1 FROM principal WHERE label = ANY(");
-        out.push_bind_param::<Array<Text>, _>(self.permitted)?;
-        out.push_sql(
-            ")) RETURNING 1) \
-             SELECT (SELECT id FROM inst), (SELECT label FROM principal LIMIT 1), \
-                    EXISTS (SELECT 1 FROM grp), EXISTS (SELECT 1 FROM removed)",
-        );
-        Ok(())
-    }
+fixed_statement! {
+    /// See the module's documentation. Returns `(ordinal, instance found, principal label,
+    /// group live, user found, removed)` for every item.
+    RemoveMembers<'a> {
+        instances: Vec<&'a str> => Array<Text>,
+        account_keys: Vec<Option<&'a [u8]>> => Array<Nullable<Bytea>>,
+        api_keys: Vec<Option<&'a [u8]>> => Array<Nullable<Bytea>>,
+        groups: Vec<i64> => Array<BigInt>,
+        users: Vec<i64> => Array<BigInt>,
+        request_ids: Vec<&'a str> => Array<Text>,
+        permitted: &'a [&'static str] => Array<Text>,
+    } -> (BigInt, Bool, Nullable<Text>, Bool, Bool, Bool) = concat!(
+        "WITH item AS MATERIALIZED (\
+           SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::int8[], $5::int8[], $6::text[]) \
+             WITH ORDINALITY AS t(instance, account_key, api_key, group_id, user_id, request_id, ordinal)\
+         ), resolved AS MATERIALIZED (\
+           SELECT item.ordinal, item.group_id, item.user_id, item.request_id, \
+                  inst.id AS instance_id, who.label, who.admin_id, \
+                  EXISTS (SELECT 1 FROM groups g WHERE g.instance_id = inst.id AND g.id = item.group_id \
+                          AND g.deleted_at IS NULL) AS group_found, \
+                  EXISTS (SELECT 1 FROM users u WHERE u.instance_id = inst.id AND u.id = item.user_id) AS user_found \
+           FROM item \
+           LEFT JOIN instances inst ON inst.name = item.instance \
+           LEFT JOIN LATERAL (",
+        principal_sql!("inst", "item.account_key", "item.api_key"),
+        ") who ON inst.id IS NOT NULL \
+           ORDER BY inst.id, item.group_id, item.user_id\
+         ), removed AS (\
+           DELETE FROM memberships m USING resolved r \
+           WHERE m.instance_id = r.instance_id AND m.group_id = r.group_id AND m.user_id = r.user_id \
+             AND r.group_found AND r.label = ANY($7::text[]) \
+           RETURNING r.ordinal, m.instance_id, m.group_id, m.user_id, r.admin_id, r.label, r.request_id\
+         ), logged AS (\
+           INSERT INTO membership_events (instance_id, group_id, user_id, actor_admin_id, actor_role, request_id) \
+           SELECT instance_id, group_id, user_id, admin_id, label, request_id FROM removed\
+         ) \
+         SELECT r.ordinal, r.instance_id IS NOT NULL, r.label, r.group_found, r.user_found, d.ordinal IS NOT NULL \
+         FROM resolved r LEFT JOIN removed d ON d.ordinal = r.ordinal"
+    )
 }
