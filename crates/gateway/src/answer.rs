@@ -25,6 +25,11 @@ const UNAVAILABLE: &str = Reason::DatabaseUnavailable.detail();
 const TIMED_OUT: &str = "Request timed out.";
 const SERVER_ERROR: &str = "A server error occurred.";
 
+/// Set on a response that answers checks 2–4 (no such instance, no key, bad key): it counts
+/// against the caller's address (`crate::shield`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuthFailure;
+
 /// A JSON `{"detail": ...}` answer with its status and optional headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Answer {
@@ -34,6 +39,8 @@ pub(crate) struct Answer {
     retry_after: Option<u64>,
     /// The `Allow` header (405 only).
     allow: Option<&'static str>,
+    /// Answers checks 2–4.
+    auth_failure: bool,
 }
 
 impl Answer {
@@ -43,6 +50,18 @@ impl Answer {
             detail: Cow::Borrowed(detail),
             retry_after: None,
             allow: None,
+            auth_failure: false,
+        }
+    }
+
+    /// A fixed answer counted as a failed authentication.
+    const fn failed_authentication(status: StatusCode, detail: &'static str) -> Self {
+        Self {
+            status,
+            detail: Cow::Borrowed(detail),
+            retry_after: None,
+            allow: None,
+            auth_failure: true,
         }
     }
 
@@ -70,7 +89,7 @@ impl Answer {
 
     /// 404 for an instance name that cannot be one, or an instance the server did not find.
     pub(crate) const fn instance_not_found() -> Self {
-        Self::fixed(StatusCode::NOT_FOUND, INSTANCE_NOT_FOUND)
+        Self::failed_authentication(StatusCode::NOT_FOUND, INSTANCE_NOT_FOUND)
     }
 
     /// 503: the server (or its database) cannot be reached; retry after `seconds`.
@@ -101,6 +120,7 @@ impl Answer {
             )),
             retry_after: Some(seconds),
             allow: None,
+            auth_failure: false,
         }
     }
 
@@ -112,6 +132,7 @@ impl Answer {
             detail: Cow::Owned(format!("Method \"{method}\" not allowed.")),
             retry_after: None,
             allow: Some(allow),
+            auth_failure: false,
         }
     }
 }
@@ -129,6 +150,9 @@ impl IntoResponse for Answer {
         }
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.auth_failure {
+            response.extensions_mut().insert(AuthFailure);
         }
         response
     }
@@ -160,10 +184,13 @@ pub(crate) fn for_reason(
     use Operation::{ListEvents, RemoveFromGroup, RemoveFromUser};
     match (reason, operation) {
         (Reason::InstanceNotFound, _) => Answer::instance_not_found(),
-        (Reason::ApiKeyMissing | Reason::PermissionDenied, _) => {
-            Answer::fixed(StatusCode::FORBIDDEN, NO_PERMISSION)
+        (Reason::ApiKeyMissing, _) => {
+            Answer::failed_authentication(StatusCode::FORBIDDEN, NO_PERMISSION)
         }
-        (Reason::ApiKeyInvalid, _) => Answer::fixed(StatusCode::FORBIDDEN, NO_SUCH_KEY),
+        (Reason::PermissionDenied, _) => Answer::fixed(StatusCode::FORBIDDEN, NO_PERMISSION),
+        (Reason::ApiKeyInvalid, _) => {
+            Answer::failed_authentication(StatusCode::FORBIDDEN, NO_SUCH_KEY)
+        }
         (Reason::GroupNotFound, RemoveFromGroup) => Answer::group_not_found(),
         (Reason::UserNotFound, RemoveFromUser) => Answer::user_not_found(),
         // A read's missing object, and a missing membership.

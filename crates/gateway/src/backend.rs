@@ -16,8 +16,8 @@ use crate::observe;
 
 /// How long establishing a connection may take: a server that is down answers 503 quickly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// HTTP/2 pings notice a dead connection while it is idle, before a request waits on it.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// HTTP/2 pings notice a dead server within seconds, idle or not, before a request waits on it.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The clients of the server's services; clones share one channel, which multiplexes requests
@@ -63,6 +63,10 @@ impl Backend {
     /// the request's id. The deadline is sent as `grpc-timeout` and enforced here too, so a
     /// server that never answers still gets a 504 on time; a failure becomes `operation`'s
     /// answer from the one table.
+    ///
+    /// A call the server provably did not start ([`not_started`]: a server shutting down
+    /// refused it) is sent once more, on a fresh connection, within the same deadline; never
+    /// any other call, so a removal is never done twice.
     pub(crate) async fn call<M, R, F, Fut>(
         &self,
         operation: Operation,
@@ -71,19 +75,34 @@ impl Backend {
         send: F,
     ) -> Result<R, Answer>
     where
-        F: FnOnce(Clients, tonic::Request<M>) -> Fut,
+        M: Clone,
+        F: Fn(Clients, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
     {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(self.deadline);
-        observe::annotate(&mut request);
-        if let Some(key) = key {
-            request
-                .metadata_mut()
-                .insert(METADATA_KEY, key.to_metadata());
-        }
         let started = Instant::now();
-        match tokio::time::timeout(self.deadline, send(self.clients.clone(), request)).await {
+        let attempt = |message: M, timeout: Duration| {
+            let mut request = tonic::Request::new(message);
+            request.set_timeout(timeout);
+            observe::annotate(&mut request);
+            if let Some(key) = key {
+                request
+                    .metadata_mut()
+                    .insert(METADATA_KEY, key.to_metadata());
+            }
+            send(self.clients.clone(), request)
+        };
+        let calls = async {
+            match attempt(message.clone(), self.deadline).await {
+                Err(status) if not_started(&status) => {
+                    tracing::info!(
+                        "the server refused the call while shutting down; sending it again"
+                    );
+                    attempt(message, self.deadline.saturating_sub(started.elapsed())).await
+                }
+                answered => answered,
+            }
+        };
+        match tokio::time::timeout(self.deadline, calls).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(answer::for_status(
                 &status,
@@ -116,6 +135,24 @@ impl Backend {
             Err(_elapsed) => Err("groups server did not answer the health check".to_owned()),
         }
     }
+}
+
+/// Whether the server provably did not start a failed call: it reset the stream with
+/// REFUSED_STREAM, or it sent a graceful GOAWAY whose last stream id is below the call's (h2
+/// fails exactly those streams with the remote GOAWAY). Any other failure may come after the
+/// server began, so it is never retried.
+fn not_started(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            let refused = h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            let above_goaway =
+                h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+            return refused || above_goaway;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// The service whose health readiness follows.

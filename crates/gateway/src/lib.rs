@@ -16,18 +16,22 @@ mod observe;
 mod paths;
 mod rate_limit;
 mod routes;
+mod shield;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
+use groups_runtime::ServeConfig;
 use tokio::net::TcpListener;
 
 use crate::backend::Backend;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::TokenBuckets;
 use crate::routes::Gateway;
+use crate::shield::Shield;
+
+pub use ipnet::IpNet;
 
 pub use crate::observe::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, UNMATCHED_ROUTE};
 pub use crate::routes::routes;
@@ -40,6 +44,16 @@ pub const DEFAULT_RATE_LIMIT: u32 = 60;
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// Default time requests in flight get to finish after shutdown begins.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default wait for a whole request head.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default idle time of a kept-alive connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default most connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most API requests in flight at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Default failed authentications a second per client address.
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 20;
 
 /// How the gateway reaches the server and guards it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +66,18 @@ pub struct GatewayConfig {
     pub deadline: Duration,
     /// After shutdown begins, how long requests in flight may take before they are dropped.
     pub drain_timeout: Duration,
+    /// A connection that has not sent a whole request head within this is closed.
+    pub header_timeout: Duration,
+    /// A kept-alive connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most API requests in flight at once; past it, 503 at once.
+    pub max_in_flight: usize,
+    /// Failed authentications a second per client address (burst twice that); 0 turns it off.
+    pub auth_failure_limit: u32,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +87,12 @@ impl Default for GatewayConfig {
             rate_limit: DEFAULT_RATE_LIMIT,
             deadline: DEFAULT_DEADLINE,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -75,9 +107,14 @@ pub fn router(config: &GatewayConfig) -> anyhow::Result<Router> {
     observe::describe_metrics();
     let gateway = Gateway {
         backend: Backend::connect_lazy(&config.server_url, config.deadline)?,
-        limiter: RateLimiter::new(config.rate_limit),
+        limiter: TokenBuckets::new(config.rate_limit, config.rate_limit),
     };
-    Ok(routes::app(Arc::new(gateway)))
+    let shield = Shield::new(
+        config.max_in_flight,
+        config.auth_failure_limit,
+        config.trusted_proxies.clone(),
+    );
+    Ok(routes::app(Arc::new(gateway), Arc::new(shield)))
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then stops accepting and lets
@@ -96,20 +133,14 @@ pub async fn run(
         deadline = ?config.deadline,
         "gateway serving"
     );
-    // Small JSON answers: send them at once rather than wait for Nagle.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    let (shutdown, drain_deadline) = groups_runtime::bounded_drain(shutdown, config.drain_timeout);
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    tokio::select! {
-        served = serve => served?,
-        () = drain_deadline => {
-            tracing::warn!(timeout = ?config.drain_timeout, "drain timeout: dropping requests still in flight");
-        }
-    }
+    let limits = ServeConfig {
+        max_connections: config.max_connections,
+        header_timeout: Some(config.header_timeout),
+        idle_timeout: Some(config.idle_timeout),
+        http2_keepalive: Some(Duration::from_secs(20)),
+        drain_timeout: config.drain_timeout,
+    };
+    groups_runtime::serve(listener, app, limits, shutdown).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

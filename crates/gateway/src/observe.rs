@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use groups_runtime::{REQUEST_ID_HEADER, RequestId};
-use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tonic::metadata::AsciiMetadataValue;
 use tracing::Instrument;
 
 /// Counter of answered requests, by `route` (template), `method` and `status`.
@@ -72,7 +72,9 @@ pub(crate) async fn observe_request(request: Request, next: Next) -> Response {
 }
 
 /// Adds what follows the request to the server: its id as `x-request-id` and, when traces are
-/// exported, `traceparent` (this span is the server span's parent).
+/// exported, `traceparent` (this span is the server span's parent). Nothing else the client
+/// sent is passed on (no `tracestate`), so no client header can push the call over the
+/// server's metadata limits.
 pub(crate) fn annotate<T>(request: &mut tonic::Request<T>) {
     let metadata = request.metadata_mut();
     // Outside a request (none here yet) there is nothing to pass on.
@@ -82,14 +84,17 @@ pub(crate) fn annotate<T>(request: &mut tonic::Request<T>) {
         }
     });
     groups_runtime::inject(&tracing::Span::current(), |key, value| {
-        if let (Ok(key), Ok(value)) = (
-            AsciiMetadataKey::from_bytes(key.as_bytes()),
-            AsciiMetadataValue::try_from(value),
-        ) {
-            metadata.insert(key, value);
+        if key != TRACEPARENT {
+            return;
+        }
+        if let Ok(value) = AsciiMetadataValue::try_from(value) {
+            metadata.insert(TRACEPARENT, value);
         }
     });
 }
+
+/// The W3C trace context header, the only one forwarded.
+const TRACEPARENT: &str = "traceparent";
 
 /// `GET /metrics`: the process's metrics in Prometheus text format (in `groupsctl up`, the
 /// server's too).

@@ -1,33 +1,37 @@
-//! The per-instance request rate limit at the public edge: one token bucket per instance name.
+//! Token buckets keyed by a name or an address, in bounded memory: the per-instance request
+//! rate limit and the per-address throttle on failed authentication both count with them.
 //!
-//! A bucket holds up to one second's worth of requests (`rate` tokens) and refills at `rate`
-//! tokens a second, so an instance may burst to its rate and then sustain it. A bucket that has
-//! refilled completely behaves exactly like a missing one, so it is dropped by a periodic sweep:
-//! memory follows the instances active in the last second, and never exceeds [`MAX_TRACKED`].
+//! A bucket holds up to `burst` tokens and refills at `rate` tokens a second. A bucket that has
+//! refilled completely behaves exactly like a missing one, so it is dropped by a periodic
+//! sweep: memory follows the keys active in the last few seconds, and never exceeds
+//! `max_tracked` buckets.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The most instances tracked at once. Past it (only a flood of distinct names within about a
-/// second gets there) new names pass untracked until a sweep frees room: failing open keeps one
-/// tenant's flood from throttling the others, and a name that nobody tracks was not yet busy.
+/// The most keys tracked at once. Past it (only a flood of distinct keys within seconds gets
+/// there) new keys pass untracked until a sweep frees room: failing open keeps one flood from
+/// throttling everyone else, and a key that nobody tracks was not yet busy.
 pub(crate) const MAX_TRACKED: usize = 100_000;
 
-/// How often idle buckets are swept out; a sweep is one pass over the map.
+/// How often full buckets are swept out; a sweep is one pass over the map.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Token buckets keyed by lower-cased instance name.
+/// Token buckets by key.
 #[derive(Debug)]
-pub(crate) struct RateLimiter {
+pub(crate) struct TokenBuckets<K> {
     rate: f64,
-    buckets: Mutex<Buckets>,
+    burst: f64,
     max_tracked: usize,
+    buckets: Mutex<Buckets<K>>,
 }
 
 #[derive(Debug)]
-struct Buckets {
-    by_instance: HashMap<String, Bucket>,
+struct Buckets<K> {
+    by_key: HashMap<K, Bucket>,
     last_sweep: Instant,
 }
 
@@ -38,60 +42,79 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Refills for the time passed since the last update, up to one second's worth (`rate`).
-    fn refill(&mut self, now: Instant, rate: f64) {
+    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.updated = now;
     }
 }
 
-impl RateLimiter {
-    /// A limiter allowing `per_second` requests a second per instance; `None` when 0 (off).
-    pub(crate) fn new(per_second: u32) -> Option<Self> {
-        Self::with_capacity(per_second, MAX_TRACKED)
+impl<K: Hash + Eq> TokenBuckets<K> {
+    /// Buckets of `burst` tokens refilled at `per_second`; `None` when `per_second` is 0 (off).
+    pub(crate) fn new(per_second: u32, burst: u32) -> Option<Self> {
+        Self::with_capacity(per_second, burst, MAX_TRACKED)
     }
 
-    fn with_capacity(per_second: u32, max_tracked: usize) -> Option<Self> {
+    fn with_capacity(per_second: u32, burst: u32, max_tracked: usize) -> Option<Self> {
         (per_second > 0).then(|| Self {
             rate: f64::from(per_second),
+            burst: f64::from(burst.max(1)),
+            max_tracked,
             buckets: Mutex::new(Buckets {
-                by_instance: HashMap::new(),
+                by_key: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
-            max_tracked,
         })
     }
 
-    /// Takes one request from `instance`'s bucket. When it is empty, returns the whole seconds
-    /// (at least 1) until the next request would be allowed.
-    pub(crate) fn check(&self, instance: &str) -> Result<(), u64> {
-        self.check_at(instance, Instant::now())
+    /// Takes a token from `key`'s bucket; when it is empty, takes nothing and returns the whole
+    /// seconds (at least 1) until a token is back.
+    pub(crate) fn take<Q>(&self, key: &Q) -> Result<(), u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.with_bucket(key, Instant::now(), true)
     }
 
-    fn check_at(&self, instance: &str, now: Instant) -> Result<(), u64> {
+    /// Whether `key`'s bucket has a token left, taking none; `Err` as for [`Self::take`].
+    pub(crate) fn check<Q>(&self, key: &Q) -> Result<(), u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.with_bucket(key, Instant::now(), false)
+    }
+
+    fn with_bucket<Q>(&self, key: &Q, now: Instant, take: bool) -> Result<(), u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         // The lock is held for a map look-up (and, once a second, a sweep): never across I/O.
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if now.saturating_duration_since(buckets.last_sweep) >= SWEEP_EVERY {
-            buckets.sweep(now, self.rate);
+            buckets.sweep(now, self.rate, self.burst);
         }
-        let by_instance = &mut buckets.by_instance;
-        if !by_instance.contains_key(instance) {
-            if by_instance.len() >= self.max_tracked {
+        let by_key = &mut buckets.by_key;
+        if !by_key.contains_key(key) {
+            if !take || by_key.len() >= self.max_tracked {
                 return Ok(());
             }
             let full = Bucket {
-                tokens: self.rate,
+                tokens: self.burst,
                 updated: now,
             };
-            by_instance.insert(instance.to_owned(), full);
+            by_key.insert(key.to_owned(), full);
         }
-        let Some(bucket) = by_instance.get_mut(instance) else {
+        let Some(bucket) = by_key.get_mut(key) else {
             return Ok(());
         };
-        bucket.refill(now, self.rate);
+        bucket.refill(now, self.rate, self.burst);
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.rate;
@@ -103,16 +126,16 @@ impl RateLimiter {
     #[cfg(test)]
     fn tracked(&self) -> usize {
         let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        buckets.by_instance.len()
+        buckets.by_key.len()
     }
 }
 
-impl Buckets {
+impl<K> Buckets<K> {
     /// Drops the buckets that are full again: they hold no state worth keeping.
-    fn sweep(&mut self, now: Instant, rate: f64) {
-        self.by_instance.retain(|_, bucket| {
-            bucket.refill(now, rate);
-            bucket.tokens < rate
+    fn sweep(&mut self, now: Instant, rate: f64, burst: f64) {
+        self.by_key.retain(|_, bucket| {
+            bucket.refill(now, rate, burst);
+            bucket.tokens < burst
         });
         self.last_sweep = now;
     }
@@ -122,45 +145,62 @@ impl Buckets {
 mod tests {
     use super::*;
 
+    type ByName = TokenBuckets<String>;
+
     #[test]
     fn zero_turns_it_off() {
-        assert!(RateLimiter::new(0).is_none());
+        assert!(ByName::new(0, 0).is_none());
     }
 
     #[test]
-    fn allows_the_rate_then_throttles_then_refills() {
-        let limiter = RateLimiter::new(3).unwrap();
+    fn allows_the_burst_then_throttles_then_refills() {
+        let limiter = ByName::new(3, 3).unwrap();
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limiter.check_at("a", t0), Ok(()));
+            assert_eq!(limiter.with_bucket("a", t0, true), Ok(()));
         }
-        assert_eq!(limiter.check_at("a", t0), Err(1));
-        // Another instance has its own bucket.
-        assert_eq!(limiter.check_at("b", t0), Ok(()));
+        assert_eq!(limiter.with_bucket("a", t0, true), Err(1));
+        // Another key has its own bucket.
+        assert_eq!(limiter.with_bucket("b", t0, true), Ok(()));
         // A third of a second refills one token at 3/s.
         let later = t0 + Duration::from_millis(340);
-        assert_eq!(limiter.check_at("a", later), Ok(()));
-        assert_eq!(limiter.check_at("a", later), Err(1));
+        assert_eq!(limiter.with_bucket("a", later, true), Ok(()));
+        assert_eq!(limiter.with_bucket("a", later, true), Err(1));
     }
 
     #[test]
-    fn idle_buckets_are_swept_and_the_map_is_capped() {
-        let limiter = RateLimiter::with_capacity(2, 3).unwrap();
+    fn checking_takes_nothing_and_tracks_nothing() {
+        let limiter = ByName::new(1, 2).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(limiter.with_bucket("a", t0, false), Ok(()));
+        assert_eq!(limiter.tracked(), 0);
+        for _ in 0..2 {
+            assert_eq!(limiter.with_bucket("a", t0, true), Ok(()));
+        }
+        assert_eq!(limiter.with_bucket("a", t0, false), Err(1));
+        assert_eq!(limiter.with_bucket("a", t0, false), Err(1));
+        let later = t0 + Duration::from_millis(1001);
+        assert_eq!(limiter.with_bucket("a", later, false), Ok(()));
+    }
+
+    #[test]
+    fn full_buckets_are_swept_and_the_map_is_capped() {
+        let limiter = ByName::with_capacity(2, 2, 3).unwrap();
         let t0 = Instant::now();
         for name in ["a", "b", "c"] {
-            assert_eq!(limiter.check_at(name, t0), Ok(()));
+            assert_eq!(limiter.with_bucket(name, t0, true), Ok(()));
         }
         assert_eq!(limiter.tracked(), 3);
-        // Full map: a new name passes untracked, the tracked ones keep their state.
+        // Full map: a new key passes untracked, the tracked ones keep their state.
         for _ in 0..5 {
-            assert_eq!(limiter.check_at("d", t0), Ok(()));
+            assert_eq!(limiter.with_bucket("d", t0, true), Ok(()));
         }
-        assert_eq!(limiter.check_at("a", t0), Ok(()));
-        assert_eq!(limiter.check_at("a", t0), Err(1));
+        assert_eq!(limiter.with_bucket("a", t0, true), Ok(()));
+        assert_eq!(limiter.with_bucket("a", t0, true), Err(1));
         assert_eq!(limiter.tracked(), 3);
         // After a quiet second every bucket is full again and swept, bar the one just used.
         let later = t0 + Duration::from_secs(2);
-        assert_eq!(limiter.check_at("d", later), Ok(()));
+        assert_eq!(limiter.with_bucket("d", later, true), Ok(()));
         assert_eq!(limiter.tracked(), 1);
     }
 }

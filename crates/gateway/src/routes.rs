@@ -30,7 +30,8 @@ use crate::backend::Backend;
 use crate::objects::{self, Base, EventList, ListQuery};
 use crate::observe;
 use crate::paths::PathVars;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::TokenBuckets;
+use crate::shield::{Shield, shield};
 
 /// Each route under both API versions, with and without the trailing slash.
 macro_rules! versions {
@@ -88,14 +89,15 @@ const UNMATCHED: &str = "-";
 #[derive(Debug)]
 pub(crate) struct Gateway {
     pub(crate) backend: Backend,
-    pub(crate) limiter: Option<RateLimiter>,
+    /// Requests a second per instance (lower-cased name).
+    pub(crate) limiter: Option<TokenBuckets<String>>,
 }
 
 impl Gateway {
     /// The instance's rate limit: the last check before the server is asked.
     fn admit(&self, instance: &InstanceName) -> Result<(), Answer> {
         match &self.limiter {
-            Some(limiter) => limiter.check(instance.as_str()).map_err(Answer::throttled),
+            Some(limiter) => limiter.take(instance.as_str()).map_err(Answer::throttled),
             None => Ok(()),
         }
     }
@@ -405,7 +407,7 @@ async fn openapi() -> Response {
 }
 
 /// The whole REST application.
-pub(crate) fn app(gateway: Arc<Gateway>) -> Router {
+pub(crate) fn app(gateway: Arc<Gateway>, guard: Arc<Shield>) -> Router {
     let api = |router: MethodRouter<Arc<Gateway>>, allow: &'static str| {
         router
             .options(allowed_methods(allow))
@@ -436,7 +438,9 @@ pub(crate) fn app(gateway: Arc<Gateway>) -> Router {
             routes = routes.route(path, router.clone());
         }
     }
-    let plain = with_edge_layers(routes.fallback(not_found).with_state(gateway));
+    // The shield runs before any route's checks, inside the access-log line.
+    let plain = with_edge_layers(routes.fallback(not_found).with_state(gateway))
+        .layer(middleware::from_fn_with_state(guard, shield));
     let with_cors = cors().layer(plain.clone());
     let outer = middleware::from_fn_with_state(plain, edge).layer(with_cors);
     // Outermost: the request id's span wraps everything, the access-log line included.

@@ -12,7 +12,9 @@ use anyhow::Context;
 use diesel::RunQueryDsl;
 use groups_core::{GroupId, UserId};
 use groups_gateway::GatewayConfig;
-use groups_pgembed::{Cluster, RunAs, free_port, watchdog};
+use std::os::unix::fs::PermissionsExt;
+
+use groups_pgembed::{Cluster, RunAs, watchdog};
 use groups_server::ServerConfig;
 use groups_store::provision;
 use serde_json::json;
@@ -167,27 +169,30 @@ async fn serve(database_url: &str, args: &UpArgs, demo: Demo) -> anyhow::Result<
     // One recorder for both services, installed before either describes its metrics; the
     // gateway's /metrics shows them all.
     groups_runtime::metrics();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait_for = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
+    let (stop_server, server_stops) = tokio::sync::oneshot::channel::<()>();
+    let (stop_gateway, gateway_stops) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(groups_server::run(
         grpc,
         ServerConfig::new(database_url),
-        wait_for(stopped.clone()),
+        async move {
+            let _ = server_stops.await;
+        },
     ));
     let gateway_config = GatewayConfig {
         server_url: format!("http://{grpc_addr}"),
         rate_limit: args.rate_limit,
         ..GatewayConfig::default()
     };
-    let gateway = tokio::spawn(groups_gateway::run(rest, gateway_config, wait_for(stopped)));
+    let gateway = tokio::spawn(groups_gateway::run(rest, gateway_config, async move {
+        let _ = gateway_stops.await;
+    }));
 
     print_banner(&without_password(database_url), grpc_addr, rest_addr, &demo)?;
     groups_runtime::shutdown_signal().await;
-    let _ = stop.send(true);
-    // The gateway drains first (its requests need the server), then the server.
+    // The gateway stops first and drains its requests, which need the server; then the server.
+    let _ = stop_gateway.send(());
     let gateway_result = gateway.await.context("gateway task failed")?;
+    let _ = stop_server.send(());
     let server_result = server.await.context("server task failed")?;
     gateway_result.and(server_result)
 }
@@ -266,7 +271,9 @@ fn data_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/groups"))
 }
 
-/// The private PostgreSQL of `up`: durable, in the data directory, on a free loopback port.
+/// The private PostgreSQL of `up`: durable, in the data directory, reachable only through a
+/// Unix socket in a directory only the user running `up` may enter (no TCP at all), so no other
+/// local user can connect, whatever the authentication says.
 #[derive(Debug)]
 struct PrivatePostgres {
     cluster: Cluster,
@@ -292,30 +299,30 @@ impl PrivatePostgres {
             );
             cluster.init("", true).map_err(anyhow::Error::msg)?;
         }
+        // The socket lives in the cluster's directory: only its owner (or root) may enter.
+        std::fs::set_permissions(cluster.dir(), std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", cluster.dir().display()))?;
         // Stops the server even if this process is killed; a clean exit stops it first.
         let mut watchdog = watchdog::stop_after_exit(&cluster.stop_command("fast"), None)
             .context("cannot start the clean-up watchdog (sh)")?;
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = free_port().map_err(anyhow::Error::msg)?;
-            match cluster.start(port, "") {
-                Ok(()) => {
-                    let database_url = create_database(port)?;
-                    return Ok(Self {
-                        cluster,
-                        database_url,
-                        watchdog,
-                    });
-                }
-                Err(error) if groups_pgembed::is_port_taken(&error) => last_error = error,
-                Err(error) => {
-                    let _ = watchdog.kill();
-                    anyhow::bail!(error)
-                }
+        // No TCP listener, whatever postgresql.conf says (older data directories listened on
+        // loopback); the port only names the socket file, which no other server shares.
+        if let Err(error) = cluster.start(SOCKET_PORT, "-c listen_addresses=''") {
+            let _ = watchdog.kill();
+            anyhow::bail!(error)
+        }
+        match create_database(cluster.dir()) {
+            Ok(database_url) => Ok(Self {
+                cluster,
+                database_url,
+                watchdog,
+            }),
+            Err(error) => {
+                let _ = cluster.stop("fast");
+                let _ = watchdog.kill();
+                Err(error)
             }
         }
-        let _ = watchdog.kill();
-        anyhow::bail!(last_error)
     }
 
     fn stop(mut self) {
@@ -328,10 +335,26 @@ impl PrivatePostgres {
     }
 }
 
+/// The port of the private server: it only names the Unix socket (`.s.PGSQL.5432`).
+const SOCKET_PORT: u16 = 5432;
+
+/// The URL of database `name` through the socket in `dir`.
+fn socket_url(dir: &Path, name: &str) -> String {
+    let dir = dir.to_string_lossy();
+    let dir = percent_encoding::utf8_percent_encode(&dir, PATH_IN_QUERY);
+    format!("postgres://postgres@/{name}?host={dir}&port={SOCKET_PORT}")
+}
+
+/// What a socket directory must escape in a URL's query (a path's `/` may stay).
+const PATH_IN_QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_');
+
 /// Makes sure database `groups` exists and returns its URL.
-fn create_database(port: u16) -> anyhow::Result<String> {
-    let admin_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let mut conn = groups_store::connect(&admin_url)?;
+fn create_database(socket_dir: &Path) -> anyhow::Result<String> {
+    let mut conn = groups_store::connect(&socket_url(socket_dir, "postgres"))?;
     #[derive(diesel::QueryableByName)]
     struct Exists {
         #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -344,12 +367,26 @@ fn create_database(port: u16) -> anyhow::Result<String> {
     if !found.exists {
         diesel::sql_query("CREATE DATABASE groups").execute(&mut conn)?;
     }
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/groups"))
+    Ok(socket_url(socket_dir, "groups"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::without_password;
+    use std::path::Path;
+
+    use super::{socket_url, without_password};
+
+    #[test]
+    fn socket_urls_name_the_directory() {
+        assert_eq!(
+            socket_url(Path::new("/var/lib/groups/postgres"), "groups"),
+            "postgres://postgres@/groups?host=/var/lib/groups/postgres&port=5432"
+        );
+        assert_eq!(
+            socket_url(Path::new("/tmp/a b&c"), "postgres"),
+            "postgres://postgres@/postgres?host=/tmp/a%20b%26c&port=5432"
+        );
+    }
 
     #[test]
     fn printed_urls_hide_the_password() {

@@ -5,6 +5,7 @@
 
 mod metrics;
 mod request_id;
+mod serve;
 mod trace_export;
 
 use std::io::Write;
@@ -17,6 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 pub use metrics::{LATENCY_BUCKETS, PROMETHEUS_CONTENT_TYPE, SIZE_BUCKETS, method_label, metrics};
 pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId};
+pub use serve::{ServeConfig, peer_addr, raise_open_files_limit, serve};
 pub use trace_export::{Telemetry, continue_trace, exporting, inject, name_span};
 
 /// How log lines are written.
@@ -115,29 +117,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
         () = terminate => tracing::info!("SIGTERM: shutting down"),
     }
-}
-
-/// Splits a shutdown future in two: the first resolves with `shutdown` (give it to the server's
-/// graceful shutdown); the second resolves `drain` later (race the server against it, so requests
-/// that never finish cannot hold the process up forever).
-pub fn bounded_drain(
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    drain: std::time::Duration,
-) -> (
-    impl std::future::Future<Output = ()> + Send + 'static,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let (began, mut watch) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = began.send(true);
-    };
-    let deadline = async move {
-        if watch.wait_for(|began| *began).await.is_err() {
-            // The server finished without a shutdown: nothing to bound.
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(drain).await;
-    };
-    (shutdown, deadline)
 }

@@ -19,9 +19,8 @@ mod workers;
 use std::future::Future;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use groups_proto::{AuditServer, DirectoryServer, GroupMembersServer};
-use groups_runtime::bounded_drain;
+use groups_runtime::ServeConfig;
 use groups_store::{Pool, PoolConfig};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
@@ -62,6 +61,8 @@ pub struct ServerConfig {
     pub health_interval: Duration,
     /// After shutdown begins, how long requests in flight may take before they are dropped.
     pub drain_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -76,6 +77,7 @@ impl ServerConfig {
             audit_prune_interval: Duration::from_secs(60),
             health_interval: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -128,7 +130,7 @@ pub async fn run_with_metrics(
     let (health, health_service) = tonic_health::server::health_reporter();
     let watcher = tokio::spawn(report_database_health(
         pool.clone(),
-        health,
+        health.clone(),
         config.health_interval,
     ));
     let retention = (config.audit_retention_days > 0).then(|| {
@@ -159,24 +161,31 @@ pub async fn run_with_metrics(
         // Outermost: it sees the answer as the caller gets it.
         .layer(axum::middleware::from_fn(observe::observe_rpc));
     tracing::info!(addr = %listener.local_addr()?, "gRPC server listening");
-    // Served by axum (HTTP/2 over cleartext) rather than tonic's transport: that one turns a
-    // passed `grpc-timeout` into CANCELLED before the handler can answer DEADLINE_EXCEEDED, and
-    // answers undecodable requests outside any layer of ours.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
+    // On shutdown, first tell health checkers the server is going (NOT_SERVING), then stop
+    // taking calls: each connection gets GOAWAY, calls in flight finish within the drain
+    // bound, and connections close without a reset (groups_runtime::serve).
+    let shutdown = async move {
+        shutdown.await;
+        watcher.abort();
+        for service in HEALTH_SERVICES {
+            health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
         }
-    });
-    let (shutdown, drain_deadline) = bounded_drain(shutdown, config.drain_timeout);
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let served = tokio::select! {
-        served = serve => served,
-        () = drain_deadline => {
-            tracing::warn!(timeout = ?config.drain_timeout, "drain timeout: dropping requests still in flight");
-            Ok(())
-        }
+        tracing::info!("NOT_SERVING; draining calls in flight");
     };
-    watcher.abort();
+    // Served by axum's router (HTTP/2 over cleartext, and HTTP/1) rather than tonic's
+    // transport: that one turns a passed `grpc-timeout` into CANCELLED before the handler can
+    // answer DEADLINE_EXCEEDED, and answers undecodable requests outside any layer of ours.
+    let limits = ServeConfig {
+        max_connections: config.max_connections,
+        header_timeout: Some(HEADER_TIMEOUT),
+        // The gateway keeps its connection open between bursts: no idle limit.
+        idle_timeout: None,
+        http2_keepalive: Some(HTTP2_KEEPALIVE),
+        drain_timeout: config.drain_timeout,
+    };
+    let served = groups_runtime::serve(listener, app, limits, shutdown).await;
     if let Some(retention) = retention {
         retention.abort();
     }
@@ -190,6 +199,10 @@ pub async fn run_with_metrics(
 
 /// How long one health probe of the database may take before it counts as a failure.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection that has not sent its first request within this is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings to each client: a dead peer is noticed within twice this.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// The full name of the removal service, as health checks and reflection spell it.
 pub const GROUP_MEMBERS_SERVICE: &str = "groups.v1.GroupMembers";

@@ -329,10 +329,10 @@ impl Shared {
         let mut index = 0;
         while index < state.queue.len() && batch.len() < self.config.max_batch {
             if matches!(state.queue[index].work, Work::Removal { .. }) {
-                if let Some(job) = state.queue.remove(index) {
-                    if job.ticket.claim(TAKEN) {
-                        batch.push(job);
-                    }
+                if let Some(job) = state.queue.remove(index)
+                    && job.ticket.claim(TAKEN)
+                {
+                    batch.push(job);
                 }
             } else {
                 index += 1;

@@ -102,7 +102,7 @@ pub fn recent_events(
         .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX));
     let rows: Vec<EventRow> = filters.bind(query).load(conn)?;
     rows.into_iter()
-        .map(|row| Ok(row.event()?))
+        .map(EventRow::event)
         .collect::<QueryResult<_>>()
         .map_err(StoreError::from)
 }

@@ -69,13 +69,14 @@ impl ServiceCommand {
     }
 
     /// `groups-gateway --listen 127.0.0.1:0 --server-url URL`.
+    ///
+    /// The per-address throttle on failed authentication is off (tests send many failing
+    /// requests from one address on purpose); a test of the throttle passes
+    /// `--auth-failure-limit`, which overrides the environment.
     pub fn gateway(server_url: &str) -> Self {
-        Self::new("groups-gateway", gateway_binary()).args([
-            "--listen",
-            "127.0.0.1:0",
-            "--server-url",
-            server_url,
-        ])
+        Self::new("groups-gateway", gateway_binary())
+            .args(["--listen", "127.0.0.1:0", "--server-url", server_url])
+            .env("GROUPS_AUTH_FAILURE_LIMIT", "0")
     }
 
     /// Adds an argument.
