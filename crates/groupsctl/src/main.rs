@@ -56,6 +56,20 @@ enum Command {
     /// Run everything locally: a private PostgreSQL (unless a database URL is given), a demo
     /// instance, gRPC and REST in one process, until Ctrl-C.
     Up(up::UpArgs),
+    /// The newest membership events of an instance (the audit trail), newest first.
+    Audit {
+        /// Instance name.
+        instance: String,
+        /// Only this group's events.
+        #[arg(long)]
+        group: Option<i64>,
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<i64>,
+        /// Most events to print (1-10000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Bulk-load G groups × U users, every user in every group.
     Seed {
         /// Instance name.
@@ -252,6 +266,36 @@ fn execute(database_url: Option<String>, command: Command) -> anyhow::Result<Val
                 UserId::new(user_id).ok_or_else(|| anyhow::anyhow!("user id must be positive"))?;
             provision::add_member(conn, &instance, group_id_arg(group_id)?, user)?;
             json!({ "group": group_id, "user": user_id })
+        }
+        Command::Audit {
+            instance,
+            group,
+            user,
+            limit,
+        } => {
+            let group = group.map(group_id_arg).transpose()?;
+            let user = user
+                .map(|id| {
+                    UserId::new(id).ok_or_else(|| anyhow::anyhow!("user id must be positive"))
+                })
+                .transpose()?;
+            let events = groups_store::audit::recent_events(conn, &instance, group, user, limit)?;
+            // The shape of SPEC.md's event, as the REST listing writes it.
+            let events: Vec<Value> = events
+                .into_iter()
+                .map(|event| {
+                    json!({
+                        "id": event.id,
+                        "action": groups_core::audit::MEMBERSHIP_REMOVED,
+                        "group": event.group,
+                        "user": event.user,
+                        "actor": { "admin": event.actor_admin, "role": event.actor_role.as_str() },
+                        "request_id": event.request_id,
+                        "at": event.at.to_string(),
+                    })
+                })
+                .collect();
+            json!({ "events": events })
         }
         Command::Up(_) | Command::Health { .. } => anyhow::bail!("runs without a database"),
         Command::Seed {

@@ -1,0 +1,695 @@
+//! The audit trail, as operators and callers see it, against the real processes and database:
+//! one event per membership removed (and none otherwise), written with the removal itself;
+//! who may read it; pages that stay consistent while removals continue; the request id that
+//! joins an event to both processes' logs; retention.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use diesel::RunQueryDsl;
+use diesel::connection::SimpleConnection;
+use groups_proto::{
+    AuditClient, GroupMembersClient, ListMembershipEventsRequest, MembershipEvent,
+    RemoveGroupMemberRequest,
+};
+use groups_testkit::{Role, ServiceCommand, ServiceProcess, Stack, UserId, World, spawn_stack};
+use serde_json::Value;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A fresh user of "demo", member of the demo group.
+fn new_member(world: &World, username: &str) -> UserId {
+    let user = world.add_user("demo", username);
+    world.add_member("demo", world.demo.group, user);
+    user
+}
+
+async fn channel(server: &ServiceProcess) -> Channel {
+    Channel::from_shared(server.url())
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("the server accepts connections")
+}
+
+fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("a metadata value"));
+    request
+}
+
+/// Every event row, oldest first, as `(id, group, user, admin, role, request id)`.
+fn event_rows(world: &World) -> Vec<(i64, i64, i64, i64, String, String)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        group_id: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        user_id: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        actor_admin_id: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        actor_role: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        request_id: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT id, group_id, user_id, actor_admin_id, actor_role, request_id \
+         FROM membership_events ORDER BY id",
+    )
+    .load(&mut world.conn())
+    .expect("the events");
+    rows.into_iter()
+        .map(|r| {
+            (
+                r.id,
+                r.group_id,
+                r.user_id,
+                r.actor_admin_id,
+                r.actor_role,
+                r.request_id,
+            )
+        })
+        .collect()
+}
+
+async fn list(
+    audit: &AuditClient<Channel>,
+    key: &str,
+    message: ListMembershipEventsRequest,
+) -> Result<groups_proto::ListMembershipEventsResponse, Status> {
+    audit
+        .clone()
+        .list_membership_events(with_key(message, key))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn listing(page_size: i32, page_token: &str) -> ListMembershipEventsRequest {
+    ListMembershipEventsRequest {
+        instance_name: "demo".into(),
+        page_size,
+        page_token: page_token.into(),
+        ..Default::default()
+    }
+}
+
+async fn remove(
+    members: &GroupMembersClient<Channel>,
+    key: &str,
+    group: i64,
+    user: i64,
+    allow_missing: bool,
+) -> Result<(), Status> {
+    let message = RemoveGroupMemberRequest {
+        instance_name: "demo".into(),
+        group_id: group,
+        user_id: user,
+        allow_missing,
+        parent: 0,
+    };
+    members
+        .clone()
+        .remove_group_member(with_key(message, key))
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn one_event_per_removal_and_none_for_anything_else() {
+    let world = World::new();
+    let stack = spawn_stack(&world.db, &[]);
+    let members = GroupMembersClient::new(channel(&stack.server).await);
+    let demo = &world.demo;
+    let group = demo.group.get();
+    let write = world.add_admin("demo", Some(Role::Write));
+    let read = world.add_admin("demo", Some(Role::Read));
+    let base = format!("{}/v1.1/instances/demo", stack.url());
+
+    // A 204 through the group side, with the client's request id.
+    let before = database_now_micros(&world);
+    let response = http()
+        .delete(format!("{base}/groups/{group}/users/{}/", demo.user))
+        .header("X-API-KEY", &demo.owner.key)
+        .header("X-Request-Id", "audit-owner-1")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    let events = event_rows(&world);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.1, e.2, e.3, e.4.as_str(), e.5.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            group,
+            demo.user.get(),
+            demo.owner.id,
+            "owner",
+            "audit-owner-1"
+        )]
+    );
+
+    // Nothing for a 404 (already removed), an allow_missing no-op, or refused calls.
+    let repeat = http()
+        .delete(format!("{base}/groups/{group}/users/{}/", demo.user))
+        .header("X-API-KEY", &demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(repeat.status(), 404);
+    remove(&members, &demo.owner.key, group, demo.user.get(), true)
+        .await
+        .expect("allow_missing succeeds with nothing to remove");
+    let kept = new_member(&world, "kept");
+    for (key, expected) in [(read.key.as_str(), 403), ("", 403)] {
+        let mut request = http().delete(format!("{base}/users/{kept}/groups/{group}/"));
+        if !key.is_empty() {
+            request = request.header("X-API-KEY", key);
+        }
+        assert_eq!(request.send().await.expect("an answer").status(), expected);
+    }
+    let no_group = http()
+        .delete(format!("{base}/groups/987654321/users/{kept}/"))
+        .header("X-API-KEY", &demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(no_group.status(), 404);
+    assert_eq!(event_rows(&world).len(), 1, "no event without a removal");
+
+    // The user side and gRPC write events too, with the actor's role at the time.
+    let response = http()
+        .delete(format!("{base}/users/{kept}/groups/{group}/"))
+        .header("X-API-KEY", &write.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    let made_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    let third = new_member(&world, "third");
+    remove(&members, &write.key, group, third.get(), false)
+        .await
+        .expect("a write admin removes");
+    let events = event_rows(&world);
+    assert_eq!(events.len(), 3);
+    assert_eq!(
+        (events[1].2, events[1].3, events[1].4.as_str()),
+        (kept.get(), write.id, "write")
+    );
+    assert_eq!(
+        events[1].5, made_id,
+        "a made id is the one the gateway answered with"
+    );
+    assert_eq!((events[2].2, events[2].4.as_str()), (third.get(), "write"));
+    assert!(
+        events[0].0 < events[1].0 && events[1].0 < events[2].0,
+        "ids increase"
+    );
+    let after = database_now_micros(&world);
+
+    // The listing shows them newest first, in SPEC.md's shape.
+    let page: Value = http()
+        .get(format!("{base}/audit/memberships/"))
+        .header("X-API-KEY", &demo.owner.key)
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        (page["next"].clone(), page["prev"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let objects = page["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 3);
+    let first = &objects[2];
+    assert_eq!(first["id"], events[0].0);
+    assert_eq!(first["action"], "membership.removed");
+    assert_eq!(first["group"], group);
+    assert_eq!(first["user"], demo.user.get());
+    assert_eq!(
+        first["actor"],
+        serde_json::json!({"admin": demo.owner.id, "role": "owner"})
+    );
+    assert_eq!(first["request_id"], "audit-owner-1");
+    let keys: BTreeSet<&str> = first
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["id", "action", "group", "user", "actor", "request_id", "at"])
+    );
+    let at = first["at"].as_str().expect("a timestamp");
+    assert_eq!(at.len(), "2026-11-30T12:00:00.123456Z".len(), "{at}");
+    assert!(
+        at.ends_with('Z') && at.as_bytes()[10] == b'T' && at.as_bytes()[19] == b'.',
+        "{at}"
+    );
+    let at_micros = micros_of(&world, at);
+    assert!(
+        before <= at_micros && at_micros <= after,
+        "{before} <= {at_micros} <= {after}"
+    );
+    // The same events over gRPC, newest first, with their timestamp to the microsecond.
+    let audit = AuditClient::new(channel(&stack.server).await);
+    let listed = list(&audit, &demo.owner.key, listing(0, ""))
+        .await
+        .expect("a page");
+    let ids: Vec<i64> = listed.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [events[2].0, events[1].0, events[0].0]);
+    let oldest: &MembershipEvent = &listed.events[2];
+    let timestamp = oldest.at.expect("a timestamp");
+    assert_eq!(
+        timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1000),
+        at_micros
+    );
+    assert_eq!(listed.next_page_token, "");
+}
+
+/// The database's clock now, in microseconds since the epoch (the events' clock).
+fn database_now_micros(world: &World) -> i64 {
+    micros_of(world, "now")
+}
+
+fn micros_of(world: &World, timestamp: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Micros {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        us: i64,
+    }
+    let micros: Micros = diesel::sql_query(
+        "SELECT (extract(epoch FROM CASE WHEN $1 = 'now' THEN clock_timestamp() \
+                ELSE $1::timestamptz END) * 1000000)::int8 AS us",
+    )
+    .bind::<diesel::sql_types::Text, _>(timestamp)
+    .get_result(&mut world.conn())
+    .expect("a timestamp");
+    micros.us
+}
+
+#[tokio::test]
+async fn a_removal_whose_statement_fails_leaves_neither_the_delete_nor_the_event() {
+    let world = World::new();
+    let stack = spawn_stack(&world.db, &[]);
+    let doomed = new_member(&world, "doomed");
+    // Only this test's database: the event of this one user cannot be written.
+    world
+        .conn()
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse_event BEFORE INSERT ON membership_events FOR EACH ROW \
+               WHEN (NEW.user_id = {doomed}) EXECUTE FUNCTION refuse_event();"
+        ))
+        .expect("the trigger");
+    let group = world.demo.group;
+    let response = http()
+        .delete(format!(
+            "{}/v1.1/instances/demo/groups/{group}/users/{doomed}/",
+            stack.url()
+        ))
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 503);
+    assert!(
+        world.is_member(group, doomed),
+        "the delete was rolled back with the event"
+    );
+    assert!(event_rows(&world).is_empty());
+    // The failure was the statement's, not the connection's: the next removal works.
+    let fine = new_member(&world, "fine");
+    let response = http()
+        .delete(format!(
+            "{}/v1.1/instances/demo/groups/{group}/users/{fine}/",
+            stack.url()
+        ))
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    assert_eq!(event_rows(&world).len(), 1);
+}
+
+#[tokio::test]
+async fn only_owners_and_full_admins_read_their_own_instance_s_trail() {
+    let world = World::new();
+    let stack = spawn_stack(&world.db, &[]);
+    let other = world.add_instance("other");
+    let members = GroupMembersClient::new(channel(&stack.server).await);
+    let demo = &world.demo;
+    remove(
+        &members,
+        &demo.owner.key,
+        demo.group.get(),
+        demo.user.get(),
+        false,
+    )
+    .await
+    .expect("removed in demo");
+    let other_members = with_key(
+        RemoveGroupMemberRequest {
+            instance_name: "other".into(),
+            group_id: other.group.get(),
+            user_id: other.user.get(),
+            ..Default::default()
+        },
+        &other.owner.key,
+    );
+    members
+        .clone()
+        .remove_group_member(other_members)
+        .await
+        .expect("removed in other");
+    assert_eq!(event_rows(&world).len(), 2);
+
+    let full = world.add_admin("demo", Some(Role::Full));
+    let write = world.add_admin("demo", Some(Role::Write));
+    let read = world.add_admin("demo", Some(Role::Read));
+    let api_key = world.add_api_key("demo", true);
+    let url = format!("{}/v1.1/instances/demo/audit/memberships/", stack.url());
+    let audit = AuditClient::new(channel(&stack.server).await);
+    for (who, key) in [("owner", &demo.owner.key), ("full", &full.key)] {
+        let page: Value = http()
+            .get(&url)
+            .header("X-API-KEY", key)
+            .send()
+            .await
+            .expect("an answer")
+            .json()
+            .await
+            .expect("JSON");
+        let groups: Vec<&Value> = page["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .map(|o| &o["group"])
+            .collect();
+        assert_eq!(
+            groups,
+            [&Value::from(demo.group.get())],
+            "{who} sees only demo's event"
+        );
+        let listed = list(&audit, key, listing(0, "")).await.expect("a page");
+        assert_eq!(listed.events.len(), 1, "{who}");
+    }
+    for (who, key) in [
+        ("write", &write.key),
+        ("read", &read.key),
+        ("API key", &api_key.key),
+        ("other's owner", &other.owner.key),
+    ] {
+        let response = http()
+            .get(&url)
+            .header("X-API-KEY", key)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 403, "{who}");
+        assert_eq!(
+            response.text().await.expect("a body"),
+            r#"{"detail":"You do not have permission to perform this action."}"#,
+            "{who}"
+        );
+        let status = list(&audit, key, listing(0, "")).await.expect_err(who);
+        assert_eq!(status.code(), Code::PermissionDenied, "{who}");
+    }
+    // Another instance's group filter on demo shows nothing of the other instance.
+    let filtered = ListMembershipEventsRequest {
+        group_id: other.group.get(),
+        ..listing(0, "")
+    };
+    assert!(
+        list(&audit, &demo.owner.key, filtered)
+            .await
+            .expect("a page")
+            .events
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn pages_are_one_snapshot_while_removals_continue() {
+    let world = World::new();
+    let stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
+    let seeded = world.seed("demo", 2, 60);
+    let key = world.demo.owner.key.clone();
+    let members = GroupMembersClient::new(channel(&stack.server).await);
+    let (first_group, first_user) = (seeded.groups.0, seeded.users.0);
+    // 40 removals before the listing starts.
+    for user in first_user..first_user + 40 {
+        remove(&members, &key, first_group, user, false)
+            .await
+            .expect("removed");
+    }
+    let audit = AuditClient::new(channel(&stack.server).await);
+    let page = list(&audit, &key, listing(7, ""))
+        .await
+        .expect("the first page");
+    let listed_at = database_now_micros(&world);
+    assert_eq!(page.events.len(), 7);
+    // Removals continue while the listing pages on, through both edges.
+    let more = tokio::spawn({
+        let members = members.clone();
+        let key = key.clone();
+        async move {
+            for user in first_user..first_user + 60 {
+                remove(&members, &key, first_group + 1, user, false)
+                    .await
+                    .expect("removed");
+            }
+        }
+    });
+    let mut seen: Vec<i64> = page.events.iter().map(|e| e.id).collect();
+    let mut token = page.next_page_token;
+    while !token.is_empty() {
+        let page = list(&audit, &key, listing(7, &token))
+            .await
+            .expect("a page");
+        seen.extend(page.events.iter().map(|e| e.id));
+        token = page.next_page_token;
+    }
+    more.await.expect("the removals");
+    // Newest first, nothing repeated, nothing skipped: exactly the 40 events that were there.
+    let before: Vec<i64> = event_rows(&world)
+        .into_iter()
+        .filter(|e| e.1 == first_group)
+        .map(|e| e.0)
+        .rev()
+        .collect();
+    assert_eq!(seen, before);
+    assert_eq!(event_rows(&world).len(), 100);
+    // A new listing shows the events that arrived meanwhile, all after the first page.
+    let fresh = list(&audit, &key, listing(1000, "")).await.expect("a page");
+    assert_eq!(fresh.events.len(), 100);
+    let newest = fresh.events[0].at.expect("a timestamp");
+    assert!(newest.seconds * 1_000_000 + i64::from(newest.nanos / 1000) > listed_at);
+
+    // REST pages the same way, through `next`, and keeps the filters in it.
+    let mut url = format!(
+        "{}/v1/instances/demo/audit/memberships/?group={first_group}&page_size=9",
+        stack.url()
+    );
+    let mut rest_seen = Vec::new();
+    loop {
+        let page: Value = http()
+            .get(&url)
+            .header("X-API-KEY", &key)
+            .send()
+            .await
+            .expect("an answer")
+            .json()
+            .await
+            .expect("JSON");
+        rest_seen.extend(
+            page["objects"]
+                .as_array()
+                .expect("objects")
+                .iter()
+                .map(|o| o["id"].as_i64().expect("an id")),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.starts_with("/v1/instances/demo/audit/memberships/?page_size=9&group="),
+                    "{next}"
+                );
+                assert!(!next.contains("api_key"));
+                url = format!("{}{next}", stack.url());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(rest_seen, before);
+
+    // A token is bound to its filters; anything else is the caller's error.
+    let mismatched = ListMembershipEventsRequest {
+        user_id: first_user,
+        ..listing(
+            7,
+            &list(&audit, &key, listing(7, ""))
+                .await
+                .expect("a page")
+                .next_page_token,
+        )
+    };
+    let status = list(&audit, &key, mismatched)
+        .await
+        .expect_err("a mismatched token");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violation = &status
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations[0];
+    assert_eq!(violation.field, "page_token");
+    for query in [
+        "page_token=nonsense",
+        "page_size=101",
+        "page_size=0",
+        "group=-3",
+        "user=abc",
+    ] {
+        let response = http()
+            .get(format!(
+                "{}/v1.1/instances/demo/audit/memberships/?{query}",
+                stack.url()
+            ))
+            .header("X-API-KEY", &key)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 400, "{query}");
+        assert_eq!(
+            response.text().await.expect("a body"),
+            r#"{"detail":"Incorrect page parameter provided."}"#
+        );
+    }
+    let status = list(&audit, &key, listing(-1, ""))
+        .await
+        .expect_err("a negative size");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        list(&audit, &key, listing(5000, ""))
+            .await
+            .expect("read as 1000")
+            .events
+            .len(),
+        100
+    );
+}
+
+#[tokio::test]
+async fn the_request_id_of_an_event_is_in_both_processes_log_lines() {
+    let world = World::new();
+    let server = ServiceCommand::server(world.url())
+        .args(["--log-format", "json"])
+        .spawn();
+    let gateway = ServiceCommand::gateway(&server.url())
+        .env("GROUPS_LOG_FORMAT", "json")
+        .spawn();
+    let stack = Stack { gateway, server };
+    let demo = &world.demo;
+    let response = http()
+        .delete(format!(
+            "{}/v1.1/instances/demo/groups/{}/users/{}/",
+            stack.url(),
+            demo.group,
+            demo.user
+        ))
+        .header("X-API-KEY", &demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    let events = event_rows(&world);
+    let id = &events[0].5;
+    assert_eq!(response.headers()["x-request-id"], id.as_str());
+    for (process, service) in [("gateway", &stack.gateway), ("server", &stack.server)] {
+        let logged = |logs: &str| {
+            logs.lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .any(|line| {
+                    line["spans"]
+                        .as_array()
+                        .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == id.as_str()))
+                })
+        };
+        let deadline = Instant::now() + WAIT;
+        while !logged(&service.logs()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            logged(&service.logs()),
+            "{process} logged no line with request id {id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_only_what_is_older_than_the_bound() {
+    let world = World::new();
+    // Events of every age: 10 days, 2 days and a minute old.
+    world
+        .conn()
+        .batch_execute(&format!(
+            "INSERT INTO membership_events (instance_id, group_id, user_id, actor_admin_id, actor_role, request_id, at) \
+             VALUES ({i}, 1, 1, {a}, 'owner', 'old', now() - interval '10 days'), \
+                    ({i}, 1, 2, {a}, 'owner', 'middle', now() - interval '2 days'), \
+                    ({i}, 1, 3, {a}, 'owner', 'new', now() - interval '1 minute')",
+            i = world.demo.id,
+            a = world.demo.owner.id
+        ))
+        .expect("old events");
+    let kept =
+        |world: &World| -> Vec<String> { event_rows(world).into_iter().map(|e| e.5).collect() };
+    // 0 keeps everything, even across many runs of the (fast) prune interval.
+    let forever = ServiceCommand::server(world.url())
+        .args([
+            "--audit-retention-days",
+            "0",
+            "--audit-prune-interval-ms",
+            "100",
+        ])
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(kept(&world), ["old", "middle", "new"]);
+    drop(forever);
+    let _pruning = ServiceCommand::server(world.url())
+        .args([
+            "--audit-retention-days",
+            "5",
+            "--audit-prune-interval-ms",
+            "100",
+        ])
+        .spawn();
+    let deadline = Instant::now() + WAIT;
+    while kept(&world).len() == 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept(&world), ["middle", "new"]);
+}
