@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 // `about` is the package description; each flag's doc line is its `--help` line.
 #[derive(Debug, Parser)]
-#[command(name = "groups-gateway", version, about)]
+#[command(name = "groups-gateway", version, about, args_override_self = true)]
 struct Args {
     /// Address to listen on; port 0 picks a free one (the bound address is printed).
     #[arg(long, env = "GROUPS_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]

@@ -10,7 +10,7 @@ use groups_store::PoolConfig;
 
 /// Serves groups.v1.GroupMembers, groups.v1.Directory and groups.v1.Audit (gRPC) over PostgreSQL.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Args {
     /// PostgreSQL URL, e.g. postgres://user:pass@host:5432/groups.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
