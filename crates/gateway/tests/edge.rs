@@ -1,0 +1,456 @@
+//! The public edge holds, against the real binaries: stalled and idle connections are closed
+//! while real requests are served, the connection cap, the per-address throttle on failed
+//! authentication (behind trusted proxies too), load shedding at both processes, and the
+//! defaults themselves (rate limit, outage bound, deadline, listen addresses), keys kept out of
+//! gRPC status messages and JSON logs.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
+use groups_testkit::{
+    FaultProxy, ServiceCommand, UserId, World, gateway_binary, server_binary, spawn_gateway,
+    spawn_stack,
+};
+use tonic::Code;
+
+const BAD_KEY: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn member_url(base: &str, group: impl std::fmt::Display, user: impl std::fmt::Display) -> String {
+    format!("{base}/v1.1/instances/demo/groups/{group}/users/{user}/")
+}
+
+/// A client whose connections come from `local` (a loopback address of its own).
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<IpAddr>().expect("an address"))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+fn new_member(world: &World, name: &str) -> UserId {
+    let user = world.add_user("demo", name);
+    world.add_member("demo", world.demo.group, user);
+    user
+}
+
+/// Whether the peer closed `stream` (a read returns end of file) within `wait`.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).expect("a timeout");
+    let mut buf = [0_u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_heads_and_idle_connections_are_closed_while_requests_are_served() {
+    let world = World::new();
+    let stack = spawn_stack(
+        &world.db,
+        &["--header-timeout-ms", "1500", "--idle-timeout-ms", "3000"],
+    );
+    let addr = stack.gateway.addr();
+    let opened = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).expect("connected");
+            stream
+                .write_all(b"DELETE /v1.1/instances/demo/groups/1/users/1/ HTTP/1.1\r\nHost: x\r\n")
+                .expect("half a head");
+            stream
+        })
+        .collect();
+    let idle_since = Instant::now();
+    let mut idle = TcpStream::connect(addr).expect("connected");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("a request");
+
+    // A real removal is served at once, stalled connections or not.
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .delete(member_url(&stack.url(), world.demo.group, world.demo.user))
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Every stalled head is closed at the header timeout (from its own accept), not before.
+    let early = (opened + Duration::from_millis(1200)).saturating_duration_since(Instant::now());
+    let last = stalled.last_mut().expect("stalled connections");
+    assert!(
+        !closed_within(last, early.max(Duration::from_millis(1))),
+        "closed before the header timeout"
+    );
+    let deadline = opened + Duration::from_secs(5);
+    for stream in &mut stalled {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            closed_within(stream, left),
+            "a stalled connection stayed open"
+        );
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(1400));
+    // The idle keep-alive connection (answered at once) lasts its own, longer timeout.
+    let mut answer = [0_u8; 17];
+    idle.read_exact(&mut answer).expect("the answer");
+    assert_eq!(&answer, b"HTTP/1.1 200 OK\r\n");
+    let before_idle_timeout =
+        (opened + Duration::from_millis(2700)).saturating_duration_since(Instant::now());
+    assert!(
+        !closed_within(&mut idle, before_idle_timeout.max(Duration::from_millis(1))),
+        "closed before the idle timeout"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(3)),
+        "idle connection closed"
+    );
+    assert!(opened.elapsed() >= Duration::from_millis(2900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
+    let world = World::new();
+    let stack = spawn_stack(&world.db, &["--max-connections", "3"]);
+    let addr = stack.gateway.addr();
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(addr).expect("connected"))
+        .collect();
+    // Let the gateway accept the three.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = TcpStream::connect(addr).expect("queued by the kernel");
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("a request");
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("a timeout");
+    let mut buf = [0_u8; 17];
+    assert!(
+        waiting.read(&mut buf).is_err(),
+        "not served while at the cap"
+    );
+    drop(held.pop());
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a timeout");
+    waiting
+        .read_exact(&mut buf)
+        .expect("served once a slot is free");
+    assert_eq!(&buf, b"HTTP/1.1 200 OK\r\n");
+}
+
+/// `groups_server_rpcs_total` of the removal method, from the server's metrics page.
+async fn removals_seen(metrics: SocketAddr) -> u64 {
+    let page = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .expect("a page")
+        .text()
+        .await
+        .expect("text");
+    page.lines()
+        .filter(|line| {
+            line.starts_with("groups_server_rpcs_total{") && line.contains("RemoveGroupMember")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_is_throttled_per_client_address() {
+    let world = World::new();
+    let server = ServiceCommand::server(world.url())
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .spawn();
+    let metrics = server.announced_addr("metrics");
+    let gateway = spawn_gateway(
+        &server.url(),
+        &[
+            "--auth-failure-limit",
+            "5",
+            "--trusted-proxies",
+            "127.0.0.9/32",
+        ],
+    );
+    let base = gateway.url();
+    let attacker = client_from("127.0.0.1");
+    let url = member_url(&base, world.demo.group, world.demo.user);
+    // The burst: twice the limit of failures (bad keys, unknown instances, no key at all).
+    for n in 0..10 {
+        let request = match n % 3 {
+            0 => attacker.delete(&url).header("X-API-KEY", BAD_KEY),
+            1 => attacker.delete(url.replace("/demo/", "/nosuch/")),
+            _ => attacker.delete(&url),
+        };
+        let status = request.send().await.expect("an answer").status();
+        assert!(status == 403 || status == 404, "{n}: {status}");
+    }
+    let reached = removals_seen(metrics).await;
+    let throttled = attacker
+        .delete(&url)
+        .header("X-API-KEY", BAD_KEY)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(throttled.status(), 429);
+    assert_eq!(throttled.headers()["retry-after"], "1");
+    assert_eq!(
+        throttled.text().await.expect("a body"),
+        r#"{"detail":"Request was throttled. Expected available in 1 seconds."}"#
+    );
+    // Before any other check: even a valid key from that address waits, and the server never
+    // hears of either request.
+    let valid = attacker
+        .delete(&url)
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(valid.status(), 429);
+    assert_eq!(removals_seen(metrics).await, reached);
+    assert!(world.is_member(world.demo.group, world.demo.user));
+    // A tenant at another address never notices.
+    let tenant = client_from("127.0.0.2");
+    let response = tenant
+        .delete(&url)
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    // Refilled at the limit: a second later the address is heard again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = attacker
+        .delete(&url)
+        .header("X-API-KEY", BAD_KEY)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(again.status(), 403);
+
+    // Behind a trusted proxy, the address it forwards is the one counted.
+    let proxy = client_from("127.0.0.9");
+    let via_proxy = |client_address: &'static str| {
+        proxy
+            .delete(url.replace("/demo/", "/nosuch/"))
+            .header("X-Forwarded-For", format!("10.0.0.1, {client_address}"))
+    };
+    for _ in 0..10 {
+        let status = via_proxy("203.0.113.5")
+            .send()
+            .await
+            .expect("an answer")
+            .status();
+        assert_eq!(status, 404);
+    }
+    assert_eq!(
+        via_proxy("203.0.113.5")
+            .send()
+            .await
+            .expect("an answer")
+            .status(),
+        429
+    );
+    assert_eq!(
+        via_proxy("203.0.113.6")
+            .send()
+            .await
+            .expect("an answer")
+            .status(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
+    let world = World::new();
+    let members: Vec<UserId> = (0..6)
+        .map(|n| new_member(&world, &format!("m{n}")))
+        .collect();
+    let proxy = FaultProxy::start(world.db.server_addr());
+    let server = ServiceCommand::server(&world.db.url_via(proxy.addr()))
+        .args(["--pool-size", "1", "--queue-size", "2"])
+        .spawn();
+    let gateway = spawn_gateway(&server.url(), &["--max-in-flight", "2"]);
+    let warm = reqwest::Client::new()
+        .get(format!(
+            "{}/v1.1/instances/demo/groups/{}/",
+            gateway.url(),
+            world.demo.group
+        ))
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(warm.status(), 200);
+    proxy.set_latency(Duration::from_millis(400));
+
+    // Gateway: two in flight, the other four 503 at once.
+    let client = reqwest::Client::new();
+    let sent = members.iter().take(4).map(|user| {
+        let request = client
+            .delete(member_url(&gateway.url(), world.demo.group, user))
+            .header("X-API-KEY", &world.demo.owner.key);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let response = request.send().await.expect("an answer");
+            let retry_after = response.headers().get("retry-after").cloned();
+            (response.status().as_u16(), retry_after, started.elapsed())
+        })
+    });
+    let mut answers = Vec::new();
+    for task in sent.collect::<Vec<_>>() {
+        answers.push(task.await.expect("a task"));
+    }
+    let shed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!(
+        answers.iter().filter(|a| a.0 == 204).count(),
+        2,
+        "{answers:?}"
+    );
+    assert_eq!(shed.len(), 2, "{answers:?}");
+    for (_, retry_after, took) in shed {
+        assert_eq!(
+            retry_after.as_ref().map(|v| v.to_str().ok()),
+            Some(Some("1"))
+        );
+        assert!(*took < Duration::from_millis(300), "at once: {took:?}");
+    }
+
+    // Server: one running, two waiting, the rest UNAVAILABLE at once.
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connected");
+    let grpc = GroupMembersClient::new(channel);
+    let calls = (0..6).map(|n| {
+        let mut grpc = grpc.clone();
+        let mut request = tonic::Request::new(RemoveGroupMemberRequest {
+            instance_name: "demo".into(),
+            group_id: world.demo.group.get(),
+            user_id: 900_000 + n,
+            allow_missing: true,
+            parent: 0,
+        });
+        request
+            .metadata_mut()
+            .insert("x-api-key", world.demo.owner.key.parse().expect("a value"));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            (
+                grpc.remove_group_member(request).await.map(drop),
+                started.elapsed(),
+            )
+        })
+    });
+    let mut outcomes = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        outcomes.push(call.await.expect("a task"));
+    }
+    // The worker may take one call or the first two as a batch before the rest arrive: two
+    // or three wait at most, and every other call is shed.
+    let unavailable: Vec<_> = outcomes
+        .iter()
+        .filter(|(r, _)| r.as_ref().is_err_and(|s| s.code() == Code::Unavailable))
+        .collect();
+    let served = outcomes.iter().filter(|(r, _)| r.is_ok()).count();
+    assert_eq!(served + unavailable.len(), 6, "{outcomes:?}");
+    assert!((2..=3).contains(&unavailable.len()), "{outcomes:?}");
+    for (_, took) in unavailable {
+        assert!(*took < Duration::from_millis(300), "at once: {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_defaults_limit_rate_and_outages_without_any_flag() {
+    let world = World::new();
+    let proxy = FaultProxy::start(world.db.server_addr());
+    let server = ServiceCommand::server(&world.db.url_via(proxy.addr())).spawn();
+    let gateway = spawn_gateway(&server.url(), &[]);
+    let client = reqwest::Client::new();
+    // 60 requests a second per instance: a burst of 120 gets at most 60 (plus what refills
+    // meanwhile) past the limit, and the rest 429.
+    let started = Instant::now();
+    let burst = (0..120).map(|n| {
+        let request = client
+            .delete(member_url(&gateway.url(), 987_654, 1000 + n))
+            .header("X-API-KEY", &world.demo.owner.key);
+        tokio::spawn(async move { request.send().await.expect("an answer").status().as_u16() })
+    });
+    let mut statuses = Vec::new();
+    for task in burst.collect::<Vec<_>>() {
+        statuses.push(task.await.expect("a task"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let passed = statuses.iter().filter(|s| **s != 429).count();
+    assert!(
+        statuses.iter().all(|s| *s == 404 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        passed >= 60 && passed as f64 <= 60.0 + (60.0 * elapsed).ceil(),
+        "{passed} in {elapsed} s"
+    );
+
+    // A cut database is answered 503 within the default checkout timeout (5 s), plus margin.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    proxy.cut();
+    let started = Instant::now();
+    let response = client
+        .delete(member_url(
+            &gateway.url(),
+            world.demo.group,
+            world.demo.user,
+        ))
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    proxy.restore();
+}
+
+#[tokio::test]
+async fn with_no_flags_the_binaries_listen_where_spec_says() {
+    let world = World::new();
+    let server = ServiceCommand::new("groups-server", server_binary())
+        .args(["--database-url", world.url()])
+        .spawn();
+    assert_eq!(server.addr().to_string(), "0.0.0.0:50051");
+    let gateway = ServiceCommand::new("groups-gateway", gateway_binary())
+        .env("GROUPS_AUTH_FAILURE_LIMIT", "0")
+        .spawn();
+    assert_eq!(gateway.addr().to_string(), "0.0.0.0:8080");
+    // The default server URL is that server.
+    let response = reqwest::Client::new()
+        .delete(member_url(
+            "http://127.0.0.1:8080",
+            world.demo.group,
+            world.demo.user,
+        ))
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    drop((gateway, server));
+}
