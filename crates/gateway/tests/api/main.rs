@@ -2,9 +2,9 @@
 //! real `groups-server` over a real PostgreSQL, by topic. The SPEC table
 //! (`groups_testkit::spec`: every row of every table of SPEC.md with its exact status and body,
 //! the order of checks, isolation, both API versions, no trailing slash) runs in `spec`; around
-//! it, what a table cannot say: key precedence, routes (405, unknown paths, CORS), outages and
-//! deadlines, readiness, the rate limit, concurrent removals, hostile input, keys kept out of
-//! logs.
+//! it, what a table cannot say: key precedence, routes (405, unknown paths, CORS, HEAD), the
+//! vendor SDK's request shape, outages and deadlines, readiness, the rate limit, concurrent
+//! removals, hostile input, keys kept out of logs.
 //!
 //! `tests/rest.rs` covers the gateway alone against a fake server; here nothing is faked.
 
@@ -16,6 +16,7 @@ mod logs;
 mod outages;
 mod rate_limit;
 mod routes;
+mod sdk;
 mod spec;
 
 use std::time::{Duration, Instant};

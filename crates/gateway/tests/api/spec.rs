@@ -64,8 +64,8 @@ async fn run(operation: Operation) {
     let mut failures = Vec::new();
     for case in &cases {
         let prepared = suite.fixture.prepare(case);
-        let expected = prepared.expected_rest(&suite.fixture);
-        let request = prepared.rest(&suite.fixture);
+        let expected = prepared.expected_rest();
+        let request = prepared.rest();
         let method = Method::from_bytes(request.method.as_bytes()).expect("a method");
         let mut builder = http.request(method, format!("{}{}", suite.stack.url(), request.path));
         for (name, value) in request.headers {

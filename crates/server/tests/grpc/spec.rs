@@ -75,8 +75,8 @@ async fn run(operation: Operation) {
     let mut failures = Vec::new();
     for case in &cases {
         let prepared = suite.fixture.prepare(case);
-        let expected = prepared.expected_grpc(&suite.fixture);
-        let answer = call(&channel, operation, prepared.grpc(&suite.fixture)).await;
+        let expected = prepared.expected_grpc();
+        let answer = call(&channel, operation, prepared.grpc()).await;
         let verdict = judge(answer, &expected).and_then(|()| suite.fixture.verify(&prepared));
         if let Err(why) = verdict {
             failures.push(format!("{}: {why}", case.name));

@@ -48,9 +48,9 @@ pub struct ExpectedUser {
 /// - instance `demo`: its owner; admins with role full, write and read on it, one with no role,
 ///   and inactive ones (write, full, read); API keys with and without `ignore_acl`, and revoked
 ///   ones; groups `demo-group` (members `demo-user` and every fresh user), `second` (a name and
-///   a description; members `demo-user` and every fresh user), a deleted group (its membership
-///   of `demo-user` left behind) and `audited`, which `former` was removed from (one event);
-///   and `loner`, in no group;
+///   a description; members `demo-user` and every fresh user), `third` (member `demo-user`), a
+///   deleted group (its membership of `demo-user` left behind) and `audited`, which `former`
+///   was removed from (one event); and `loner`, in no group;
 /// - instance `other`: its owner, group, user and membership, an admin with role full there
 ///   and an API key of it, and one removal in its trail;
 /// - instance `dormant`: its owner deactivated.
@@ -80,9 +80,12 @@ impl SpecWorld {
              WHERE id = {second}"
         ))
         .unwrap_or_else(|e| panic!("groups-testkit: naming group second: {e}"));
-        world.add_member("demo", second, demo.user);
+        // demo-user joins its groups out of id order: a read must still list them by id.
+        let third = world.add_group("demo", "third");
         let deleted = world.add_group("demo", "deleted");
-        world.add_member("demo", deleted, demo.user);
+        for group in [third, deleted, second] {
+            world.add_member("demo", group, demo.user);
+        }
         world.delete_group("demo", deleted);
         let audited = world.add_group("demo", "audited");
         let former = world.add_user("demo", "former");
@@ -165,6 +168,7 @@ impl SpecWorld {
         let rows = HashMap::from([
             (Row::DemoGroup, demo.group.get()),
             (Row::SecondGroup, second.get()),
+            (Row::ThirdGroup, third.get()),
             (Row::DeletedGroup, deleted.get()),
             (Row::AuditedGroup, audited.get()),
             (Row::DemoUser, demo.user.get()),
@@ -188,6 +192,7 @@ impl SpecWorld {
                 Row::SecondGroup,
                 group(second, "second", Some(second_name), second_description),
             ),
+            (Row::ThirdGroup, group(third, "third", None, "")),
             (Row::AuditedGroup, group(audited, "audited", None, "")),
         ]);
         let users = HashMap::from([
@@ -195,7 +200,7 @@ impl SpecWorld {
                 Row::DemoUser,
                 (
                     "demo-user".to_owned(),
-                    vec![Row::DemoGroup, Row::SecondGroup],
+                    vec![Row::ThirdGroup, Row::SecondGroup, Row::DemoGroup],
                 ),
             ),
             (Row::Loner, ("loner".to_owned(), vec![])),
@@ -279,6 +284,7 @@ impl SpecWorld {
             .unwrap_or_else(|| panic!("groups-testkit: {row:?} is not a user reads return"));
         let mut groups: Vec<ExpectedGroup> =
             groups.iter().map(|g| self.expected_group(*g)).collect();
+        // SPEC: "ordered by id".
         groups.sort_by_key(|g| g.id);
         ExpectedUser {
             id: self.row(row),

@@ -71,6 +71,8 @@ pub enum Row {
     DemoGroup,
     /// Demo's group `second`, with a name and a description: `DemoUser` is a member.
     SecondGroup,
+    /// Demo's group `third`: `DemoUser` is a member (joined before `SecondGroup`).
+    ThirdGroup,
     /// Demo's deleted group: `DemoUser`'s membership row stays behind.
     DeletedGroup,
     /// Demo's group `audited`, which `FormerMember` was removed from when the fixture was built.

@@ -100,10 +100,11 @@ struct Rows {
 
 /// A case ready to run: see [`SpecWorld::prepare`].
 #[derive(Debug)]
-pub struct Prepared<'c> {
+pub struct Prepared<'a> {
+    world: &'a SpecWorld,
     /// The case.
-    pub case: &'c Case,
-    /// The ids the case names (a fresh user's made for it), when they name one.
+    pub case: &'a Case,
+    /// The ids the case names (the fresh user made for it), when they name one.
     group: Option<i64>,
     user: Option<i64>,
     /// A fresh user's other membership.
@@ -113,44 +114,36 @@ pub struct Prepared<'c> {
 
 impl SpecWorld {
     /// Makes what the case needs (a fresh member) and counts the rows it is judged on.
-    pub fn prepare<'c>(&self, case: &'c Case) -> Prepared<'c> {
+    pub fn prepare<'a>(&'a self, case: &'a Case) -> Prepared<'a> {
         let fresh = (case.user.row() == Some(Row::Fresh)).then(|| self.fresh_member());
-        let number = |id: Id| match id.row() {
-            Some(Row::Fresh) => fresh,
-            Some(row) => Some(self.row(row)),
-            None => match id {
-                Id::Number(n) => Some(n),
-                _ => None,
-            },
+        let number = |id: Id| match (id.row(), id) {
+            (Some(Row::Fresh), _) => fresh,
+            (Some(row), _) => Some(self.row(row)),
+            (None, Id::Number(n)) => Some(n),
+            (None, _) => None,
         };
         let (group, user) = (number(case.group), number(case.user));
         let neighbour = fresh.map(|user| (self.row(Row::SecondGroup), user));
-        let mut prepared = Prepared {
+        let before = self.snapshot((group, user), neighbour);
+        if case.expect.removes {
+            assert!(before.target, "{}: nothing to remove", case.name);
+        }
+        Prepared {
+            world: self,
             case,
             group,
             user,
             neighbour,
-            before: Rows {
-                users: 0,
-                groups: 0,
-                memberships: 0,
-                events: 0,
-                target: false,
-                neighbour: false,
-            },
-        };
-        prepared.before = self.snapshot(&prepared);
-        if case.expect.removes {
-            assert!(prepared.before.target, "{}: nothing to remove", case.name);
+            before,
         }
-        prepared
     }
 
     /// Whether the rows left are those the case must leave: its membership gone with one event
     /// recording its actor, and nothing else changed, when it removes; nothing changed at all
     /// otherwise.
     pub fn verify(&self, prepared: &Prepared<'_>) -> Result<(), String> {
-        let (before, after) = (prepared.before, self.snapshot(prepared));
+        let after = self.snapshot((prepared.group, prepared.user), prepared.neighbour);
+        let before = prepared.before;
         let case = prepared.case;
         let wanted = if case.expect.removes {
             Rows {
@@ -181,9 +174,13 @@ impl SpecWorld {
         Ok(())
     }
 
-    fn snapshot(&self, prepared: &Prepared<'_>) -> Rows {
-        let (group, user) = (prepared.group.unwrap_or(-1), prepared.user.unwrap_or(-1));
-        let (other_group, other_user) = prepared.neighbour.unwrap_or((-1, -1));
+    fn snapshot(
+        &self,
+        (group, user): (Option<i64>, Option<i64>),
+        neighbour: Option<(i64, i64)>,
+    ) -> Rows {
+        let (group, user) = (group.unwrap_or(-1), user.unwrap_or(-1));
+        let (other_group, other_user) = neighbour.unwrap_or((-1, -1));
         diesel::sql_query(
             "SELECT (SELECT count(*) FROM users) AS users, \
                     (SELECT count(*) FROM groups) AS groups, \
@@ -221,12 +218,14 @@ impl SpecWorld {
         .map(|a| (a.actor_admin_id, a.actor_role))
         .collect()
     }
+}
 
+impl Prepared<'_> {
     /// An id as REST spells it; `None` when it is not given.
-    fn text_of(&self, id: Id, prepared: &Prepared<'_>) -> Option<String> {
+    fn text_of(&self, id: Id) -> Option<String> {
         let number = |row: Row| match row {
-            Row::Fresh => prepared.user.expect("the fresh user"),
-            row => self.row(row),
+            Row::Fresh => self.user.expect("the fresh user"),
+            row => self.world.row(row),
         };
         match id {
             Id::Row(row) => Some(number(row).to_string()),
@@ -243,11 +242,9 @@ impl SpecWorld {
             Id::Absent => None,
         }
     }
-}
 
-impl Prepared<'_> {
     /// The gRPC request. Panics for a case that is not sent over gRPC.
-    pub fn grpc(&self, world: &SpecWorld) -> GrpcRequest {
+    pub fn grpc(&self) -> GrpcRequest {
         let case = self.case;
         let Instance::Text(instance_name) = case.instance else {
             panic!(
@@ -271,9 +268,12 @@ impl Prepared<'_> {
         };
         let metadata = match case.credential {
             Credential::Nothing => vec![],
-            Credential::Header(key) => vec![("x-api-key", world.key(key))],
+            Credential::Header(key) => vec![("x-api-key", self.world.key(key))],
             Credential::Authorization(template, key) => {
-                vec![("authorization", template.replace("{key}", &world.key(key)))]
+                vec![(
+                    "authorization",
+                    template.replace("{key}", &self.world.key(key)),
+                )]
             }
             Credential::Empty => vec![("x-api-key", String::new())],
             Credential::Query(..) => panic!("{}: no query string in gRPC", case.name),
@@ -291,13 +291,13 @@ impl Prepared<'_> {
     }
 
     /// The REST request.
-    pub fn rest(&self, world: &SpecWorld) -> RestRequest {
+    pub fn rest(&self) -> RestRequest {
         let case = self.case;
         let instance = match case.instance {
             Instance::Text(text) => encoded(text),
             Instance::Raw(raw) => raw.to_owned(),
         };
-        let id = |id: Id| world.text_of(id, self).unwrap_or_default();
+        let id = |id: Id| self.text_of(id).unwrap_or_default();
         let (group, user) = (id(case.group), id(case.user));
         let version = if case.v1 { "/v1" } else { "/v1.1" };
         let base = format!("{version}/instances/{instance}");
@@ -315,7 +315,7 @@ impl Prepared<'_> {
         if case.operation == Operation::ListEvents {
             let filters = [("group", case.group), ("user", case.user)];
             for (name, value) in filters.into_iter().chain([("page_size", case.page_size)]) {
-                if let Some(text) = world.text_of(value, self) {
+                if let Some(text) = self.text_of(value) {
                     query.push(format!("{name}={text}"));
                 }
             }
@@ -326,12 +326,15 @@ impl Prepared<'_> {
         let mut headers = Vec::new();
         match case.credential {
             Credential::Nothing => {}
-            Credential::Header(key) => headers.push(("X-API-KEY", world.key(key))),
+            Credential::Header(key) => headers.push(("X-API-KEY", self.world.key(key))),
             Credential::Authorization(template, key) => {
-                headers.push(("Authorization", template.replace("{key}", &world.key(key))));
+                headers.push((
+                    "Authorization",
+                    template.replace("{key}", &self.world.key(key)),
+                ));
             }
             Credential::Query(name, key) => {
-                query.push(format!("{name}={}", encoded(&world.key(key))))
+                query.push(format!("{name}={}", encoded(&self.world.key(key))))
             }
             Credential::Empty => {
                 headers.push(("X-API-KEY", String::new()));
@@ -354,16 +357,18 @@ impl Prepared<'_> {
     }
 
     /// The gRPC answer the case must get.
-    pub fn expected_grpc(&self, world: &SpecWorld) -> ExpectedGrpc {
+    pub fn expected_grpc(&self) -> ExpectedGrpc {
         let case = self.case;
         match case.expect.grpc.expect("a gRPC case") {
             Grpc::Ok => ExpectedGrpc::Empty,
             Grpc::Found => match case.operation {
-                Operation::GetUser => ExpectedGrpc::User(world.expected_user(self.row(case.user))),
-                Operation::GetGroup => {
-                    ExpectedGrpc::Group(world.expected_group(self.row(case.group)))
+                Operation::GetUser => {
+                    ExpectedGrpc::User(self.world.expected_user(self.row(case.user)))
                 }
-                Operation::ListEvents => ExpectedGrpc::Events(self.events(world, true)),
+                Operation::GetGroup => {
+                    ExpectedGrpc::Group(self.world.expected_group(self.row(case.group)))
+                }
+                Operation::ListEvents => ExpectedGrpc::Events(self.events(true)),
                 _ => panic!("{}: a removal finds nothing", case.name),
             },
             Grpc::Error(code, reason) => ExpectedGrpc::Error { code, reason },
@@ -376,7 +381,7 @@ impl Prepared<'_> {
     }
 
     /// The REST answer the case must get.
-    pub fn expected_rest(&self, world: &SpecWorld) -> ExpectedRest {
+    pub fn expected_rest(&self) -> ExpectedRest {
         let case = self.case;
         let base = format!("{}/instances/demo", if case.v1 { "/v1" } else { "/v1.1" });
         let (status, body) = match case.expect.rest.expect("a REST case") {
@@ -384,12 +389,12 @@ impl Prepared<'_> {
             Rest::Found => {
                 let body = match case.operation {
                     Operation::GetUser => {
-                        user_json(&base, &world.expected_user(self.row(case.user)))
+                        user_json(&base, &self.world.expected_user(self.row(case.user)))
                     }
                     Operation::GetGroup => {
-                        group_json(&base, &world.expected_group(self.row(case.group)))
+                        group_json(&base, &self.world.expected_group(self.row(case.group)))
                     }
-                    Operation::ListEvents => events_json(&self.events(world, false)),
+                    Operation::ListEvents => events_json(&self.events(false)),
                     _ => panic!("{}: a removal finds nothing", case.name),
                 };
                 (200, body)
@@ -406,7 +411,7 @@ impl Prepared<'_> {
     }
 
     /// The page a listing must return: the fixture's events of its filters, all on one page.
-    fn events(&self, world: &SpecWorld, grpc: bool) -> Vec<MembershipEvent> {
+    fn events(&self, grpc: bool) -> Vec<MembershipEvent> {
         let case = self.case;
         let size = match case.page_size {
             Id::Number(n) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),
@@ -417,7 +422,7 @@ impl Prepared<'_> {
         } else {
             size
         };
-        let events = world.events(self.group, self.user, size + 1);
+        let events = self.world.events(self.group, self.user, size + 1);
         assert!(
             events.len() <= size as usize,
             "{}: the events would not fit one page",
