@@ -2,9 +2,10 @@
 //! may), tenant isolation, and the spellings of one successful call (case-insensitive names,
 //! key sources, both API versions, no trailing slash).
 
+use super::Credential::{Authorization, Empty, Header, Nothing, Query};
 use super::{
-    BAD_KEY, Case, Credential, DENIED, FOUND, INSTANCE_NOT_FOUND, Key, NO_KEY, NO_SUCH_ID,
-    Operation, REMOVED, Rest, Row, TOO_LONG_NAME,
+    BAD_KEY, Case, DENIED, FOUND, INSTANCE_NOT_FOUND, Key, NO_KEY, NO_SUCH_ID, Operation, REMOVED,
+    Rest, Row, TOO_LONG_NAME,
 };
 
 /// The case succeeding: a removal of a fresh membership, or the object read.
@@ -16,12 +17,11 @@ pub(super) fn success(case: Case) -> Case {
     }
 }
 
-/// Every row these generators make for `operation`.
+/// Every row these generators make for `operation`, whose principals `allowed` succeed.
 pub(super) fn cases(operation: Operation, allowed: &[Key]) -> Vec<Case> {
     [
         instances(operation),
-        missing_keys(operation),
-        bad_keys(operation),
+        keys(operation),
         who_may(operation, allowed),
         isolation(operation),
         spellings(operation),
@@ -41,85 +41,45 @@ fn instances(operation: Operation) -> Vec<Case> {
         "demo/../demo",
         TOO_LONG_NAME,
     ];
-    let raw = ["no%20such", "%C3%A4", "demo%00", "%FF"];
     let mut cases = Vec::new();
-    for credential in [Credential::Header(Key::Owner), Credential::Nothing] {
-        let base = |name: &str| Case::new(operation, format!("instance {name:?}, {credential:?}"));
+    for credential in [Header(Key::Owner), Nothing] {
+        let c = |name: &str| Case::new(operation, format!("instance {name:?}, {credential:?}"));
         for name in texts {
-            cases.push(
-                base(name)
-                    .on(name)
-                    .send(credential)
-                    .expect(INSTANCE_NOT_FOUND),
-            );
+            let case = c(name).on(name).send(credential);
+            cases.push(case.expect(INSTANCE_NOT_FOUND));
         }
-        for segment in raw {
-            cases.push(
-                base(segment)
-                    .on_raw(segment)
-                    .send(credential)
-                    .rest(Rest::INSTANCE_NOT_FOUND),
-            );
+        for segment in ["no%20such", "%C3%A4", "demo%00", "%FF"] {
+            let case = c(segment).on_raw(segment).send(credential);
+            cases.push(case.rest(Rest::INSTANCE_NOT_FOUND));
         }
     }
     cases
 }
 
-/// Check 3: no key, or nothing that counts as one.
-fn missing_keys(operation: Operation) -> Vec<Case> {
+/// Checks 3 and 4: no key (or nothing that counts as one), and keys unknown, revoked,
+/// malformed, of another instance, or of an inactive admin.
+#[rustfmt::skip]
+fn keys(operation: Operation) -> Vec<Case> {
     let c = |name: &str| Case::new(operation, name);
-    vec![
+    let mut cases = vec![
         c("no key").no_key().expect(NO_KEY),
-        c("empty key values").send(Credential::Empty).expect(NO_KEY),
+        c("empty key values").send(Empty).expect(NO_KEY),
         // Authorization must be exactly two words.
-        c("authorization of one word")
-            .send(Credential::Authorization("{key}", Key::Owner))
-            .expect(NO_KEY),
-        c("authorization of three words")
-            .send(Credential::Authorization("Token {key} extra", Key::Owner))
-            .expect(NO_KEY),
-    ]
-}
-
-/// Check 4: keys unknown, revoked, malformed, of another instance, or of an inactive admin.
-fn bad_keys(operation: Operation) -> Vec<Case> {
-    let keys = [
-        Key::UnknownAccount,
-        Key::UnknownApi,
-        Key::Revoked,
-        Key::RevokedIgnoreAcl,
-        Key::OwnerTruncated,
-        Key::OwnerExtended,
-        Key::OwnerUpperCase,
-        Key::OwnerNotHex,
-        Key::Text("let me in"),
-        Key::OtherApiKey,
-        Key::InactiveWrite,
-        Key::InactiveFull,
-        Key::InactiveRead,
+        c("authorization of one word").send(Authorization("{key}", Key::Owner)).expect(NO_KEY),
+        c("authorization of three words").send(Authorization("Token {key} extra", Key::Owner)).expect(NO_KEY),
+        c("bad key in authorization").send(Authorization("Bearer {key}", Key::UnknownAccount)).expect(BAD_KEY),
+        // An inactive owner's key no longer works on their own instance.
+        c("an inactive owner's key").on("dormant").group(Row::DormantGroup).user(Row::DormantUser)
+            .key(Key::DormantOwner).expect(BAD_KEY),
     ];
-    let c = |name: String| Case::new(operation, name);
-    let mut cases: Vec<Case> = keys
-        .into_iter()
-        .map(|key| c(format!("bad key: {key:?}")).key(key).expect(BAD_KEY))
-        .collect();
-    cases.push(
-        c("bad key in authorization".into())
-            .send(Credential::Authorization(
-                "Bearer {key}",
-                Key::UnknownAccount,
-            ))
-            .expect(BAD_KEY),
-    );
-    // An inactive owner's key no longer works on their own instance.
-    cases.push(
-        c("an inactive owner's key".into())
-            .on("dormant")
-            .group(Row::DormantGroup)
-            .user(Row::DormantUser)
-            .key(Key::DormantOwner)
-            .expect(BAD_KEY),
-    );
+    for key in [
+        Key::UnknownAccount, Key::UnknownApi, Key::Revoked, Key::RevokedIgnoreAcl,
+        Key::OwnerTruncated, Key::OwnerExtended, Key::OwnerUpperCase, Key::OwnerNotHex,
+        Key::Text("let me in"), Key::OtherApiKey,
+        Key::InactiveWrite, Key::InactiveFull, Key::InactiveRead,
+    ] {
+        cases.push(c(&format!("bad key: {key:?}")).key(key).expect(BAD_KEY));
+    }
     cases
 }
 
@@ -136,17 +96,15 @@ fn who_may(operation: Operation, allowed: &[Key]) -> Vec<Case> {
         Key::ApiKey,
         Key::ApiKeyIgnoreAcl,
     ];
-    principals
-        .into_iter()
-        .map(|key| {
-            let case = Case::new(operation, format!("principal: {key:?}")).key(key);
-            if allowed.contains(&key) {
-                success(case)
-            } else {
-                case.expect(DENIED)
-            }
-        })
-        .collect()
+    let principal = |key: Key| {
+        let case = Case::new(operation, format!("principal: {key:?}")).key(key);
+        if allowed.contains(&key) {
+            success(case)
+        } else {
+            case.expect(DENIED)
+        }
+    };
+    principals.into_iter().map(principal).collect()
 }
 
 /// A key of one instance on another: the same answer whether the other's rows exist or not.
@@ -182,39 +140,21 @@ fn isolation(operation: Operation) -> Vec<Case> {
 }
 
 /// One successful call, spelled every way the contract allows.
+#[rustfmt::skip]
 fn spellings(operation: Operation) -> Vec<Case> {
     let c = |name: &str| success(Case::new(operation, name));
-    let mut cases = vec![
+    vec![
         c("instance DEMO").on("DEMO"),
         c("instance Demo").on("Demo"),
         c("instance dEmO").on("dEmO"),
         c("instance de%6Do").on_raw("de%6Do").rest_only(),
         c("under /v1/").v1().rest_only(),
         c("no trailing slash").no_slash().rest_only(),
-        c("under /v1, no trailing slash")
-            .v1()
-            .no_slash()
-            .rest_only(),
-    ];
-    for (source, credential) in [
-        (
-            "Authorization: Token",
-            Credential::Authorization("Token {key}", Key::Owner),
-        ),
-        (
-            "Authorization: Bearer",
-            Credential::Authorization("Bearer {key}", Key::Owner),
-        ),
-        (
-            "Authorization: ApiKey",
-            Credential::Authorization("ApiKey {key}", Key::Owner),
-        ),
-    ] {
-        cases.push(c(source).send(credential));
-    }
-    for name in ["api_key", "apikey"] {
-        let case = c(&format!("?{name}=")).send(Credential::Query(name, Key::Owner));
-        cases.push(case.rest_only());
-    }
-    cases
+        c("under /v1, no trailing slash").v1().no_slash().rest_only(),
+        c("Authorization: Token").send(Authorization("Token {key}", Key::Owner)),
+        c("Authorization: Bearer").send(Authorization("Bearer {key}", Key::Owner)),
+        c("Authorization: ApiKey").send(Authorization("ApiKey {key}", Key::Owner)),
+        c("?api_key=").send(Query("api_key", Key::Owner)).rest_only(),
+        c("?apikey=").send(Query("apikey", Key::Owner)).rest_only(),
+    ]
 }
