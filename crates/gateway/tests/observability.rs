@@ -13,6 +13,8 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(10);
 const REMOVE_RPC: &str = "/groups.v1.GroupMembers/RemoveGroupMember";
 const MEMBER_ROUTE: &str = "/v1.1/instances/{instance}/groups/{group_id}/users/{user_id}/";
+const GET_USER_RPC: &str = "/groups.v1.Directory/GetUser";
+const USER_ROUTE: &str = "/v1.1/instances/{instance}/users/{user_id}/";
 
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -26,6 +28,14 @@ fn member_url(gateway: &ServiceProcess, group: impl ToString, user: impl ToStrin
         "{}/v1.1/instances/demo/groups/{}/users/{}/",
         gateway.url(),
         group.to_string(),
+        user.to_string()
+    )
+}
+
+fn user_url(gateway: &ServiceProcess, user: impl ToString) -> String {
+    format!(
+        "{}/v1.1/instances/demo/users/{}/",
+        gateway.url(),
         user.to_string()
     )
 }
@@ -54,8 +64,25 @@ fn span_of(line: &Value) -> &Value {
     &line["spans"][0]
 }
 
+/// The one line of `kind` (`request` at the gateway, `rpc` at the server) of request `id`,
+/// once written: the server writes its line when the answer's trailers go out, which may
+/// trail the client.
+async fn the_line_of(process: &ServiceProcess, id: &str, kind: &str) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let lines = json_lines_of(&process.logs(), id);
+        let of_kind: Vec<&Value> = lines.iter().filter(|l| l["message"] == kind).collect();
+        if !of_kind.is_empty() || std::time::Instant::now() >= deadline {
+            assert_eq!(of_kind.len(), 1, "one {kind} line: {lines:#?}");
+            assert!(of_kind[0]["latency_ms"].is_f64(), "{:?}", of_kind[0]);
+            return of_kind[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
-async fn one_request_id_follows_a_removal_through_both_processes_json_logs() {
+async fn one_request_id_follows_a_call_through_both_processes_json_logs() {
     let world = World::new();
     let server = ServiceCommand::server(world.url())
         .args(["--log-format", "json"])
@@ -64,58 +91,58 @@ async fn one_request_id_follows_a_removal_through_both_processes_json_logs() {
         .env("GROUPS_LOG_FORMAT", "json")
         .spawn();
     let demo = &world.demo;
-    let id = format!("test-{}", RequestId::generate());
+    let removal = format!("test-{}", RequestId::generate());
+    let read = format!("test-{}", RequestId::generate());
 
-    let response = http_client()
-        .delete(member_url(&gateway, demo.group, demo.user))
-        .header("X-API-KEY", &demo.owner.key)
-        .header("X-Request-Id", &id)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 204);
-    assert_eq!(response.headers()["x-request-id"], id.as_str());
+    for (request, id, status) in [
+        (
+            http_client().delete(member_url(&gateway, demo.group, demo.user)),
+            &removal,
+            204,
+        ),
+        (http_client().get(user_url(&gateway, demo.user)), &read, 200),
+    ] {
+        let response = request
+            .header("X-API-KEY", &demo.owner.key)
+            .header("X-Request-Id", id)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["x-request-id"], id.as_str());
+    }
 
-    // The server writes its line when the answer's trailers go out: it may trail the client.
-    assert!(
-        server.wait_for_log("\"message\":\"rpc\"", WAIT),
-        "{}",
-        server.logs()
-    );
-    assert!(gateway.wait_for_log(&id, WAIT), "{}", gateway.logs());
-
-    let gateway_lines = json_lines_of(&gateway.logs(), &id);
-    let access: Vec<&Value> = gateway_lines
-        .iter()
-        .filter(|line| line["message"] == "request")
-        .collect();
-    assert_eq!(access.len(), 1, "one access line: {gateway_lines:#?}");
-    assert_eq!(access[0]["method"], "DELETE");
-    assert_eq!(access[0]["route"], MEMBER_ROUTE);
-    assert_eq!(access[0]["status"], 204);
-    assert!(access[0]["latency_ms"].is_f64(), "{:?}", access[0]);
-
-    let server_lines = json_lines_of(&server.logs(), &id);
-    let rpc: Vec<&Value> = server_lines
-        .iter()
-        .filter(|line| line["message"] == "rpc")
-        .collect();
-    assert_eq!(rpc.len(), 1, "one line per RPC: {server_lines:#?}");
-    assert_eq!(rpc[0]["code"], "OK");
-    assert!(rpc[0]["latency_ms"].is_f64(), "{:?}", rpc[0]);
-    let span = span_of(rpc[0]);
+    let access = the_line_of(&gateway, &removal, "request").await;
+    assert_eq!(access["method"], "DELETE");
+    assert_eq!(access["route"], MEMBER_ROUTE);
+    assert_eq!(access["status"], 204);
+    let rpc = the_line_of(&server, &removal, "rpc").await;
+    assert_eq!(rpc["code"], "OK");
+    let span = span_of(&rpc);
     assert_eq!(span["rpc"], REMOVE_RPC);
     assert_eq!(span["instance"], "demo");
     assert_eq!(span["group"], demo.group.get());
     assert_eq!(span["user"], demo.user.get());
     assert_eq!(span["outcome"], "removed");
 
+    let access = the_line_of(&gateway, &read, "request").await;
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["route"], USER_ROUTE);
+    assert_eq!(access["status"], 200);
+    let rpc = the_line_of(&server, &read, "rpc").await;
+    assert_eq!(rpc["code"], "OK");
+    let span = span_of(&rpc);
+    assert_eq!(span["rpc"], GET_USER_RPC);
+    assert_eq!(span["instance"], "demo");
+    assert_eq!(span["user"], demo.user.get());
+    assert!(span["group"].is_null(), "no group asked: {span}");
+    assert_eq!(span["outcome"], "found");
+
     for (name, logs) in [("gateway", gateway.logs()), ("server", server.logs())] {
         assert!(!logs.contains(&demo.owner.key), "{name} logged the key");
-        assert!(
-            !logs.contains("/instances/demo/groups/"),
-            "{name} logged a raw path"
-        );
+        for raw in ["/instances/demo/groups/", "/instances/demo/users/"] {
+            assert!(!logs.contains(raw), "{name} logged a raw path");
+        }
     }
 }
 
@@ -313,6 +340,13 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     for user in &members[..2] {
         assert_eq!(delete(*user).send().await.unwrap().status(), 404);
     }
+    // And a read: one user found, one not.
+    for (user, status) in [(demo.user.get(), 200), (987_654_321, 404)] {
+        let read = http
+            .get(user_url(&gateway, user))
+            .header("X-API-KEY", &demo.owner.key);
+        assert_eq!(read.send().await.unwrap().status(), status);
+    }
     let unknown = http
         .get(format!("{}/no/such/path", gateway.url()))
         .send()
@@ -332,6 +366,13 @@ async fn both_processes_count_requests_by_route_method_and_status() {
         let labels = [delete_route[0], delete_route[1], ("status", status)];
         assert_eq!(value(&g, requests, &labels), count, "gateway {status}");
     }
+    let read_route = [("route", USER_ROUTE), ("method", "GET")];
+    for status in ["200", "404"] {
+        let labels = [read_route[0], read_route[1], ("status", status)];
+        assert_eq!(value(&g, requests, &labels), 1.0, "gateway GET {status}");
+    }
+    let durations = "groups_gateway_request_duration_seconds_count";
+    assert_eq!(value(&g, durations, &read_route), 2.0);
     let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
     assert_eq!(value(&g, requests, &unmatched), 1.0);
     assert_eq!(
@@ -369,6 +410,15 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     assert_eq!(
         value(&s, "groups_server_rpc_duration_seconds_count", &[method]),
         7.0
+    );
+    let read = ("method", GET_USER_RPC);
+    for code in ["OK", "NOT_FOUND"] {
+        let labels = [read, ("code", code)];
+        assert_eq!(value(&s, rpcs, &labels), 1.0, "server GetUser {code}");
+    }
+    assert_eq!(
+        value(&s, "groups_server_rpc_duration_seconds_count", &[read]),
+        2.0
     );
     assert_eq!(value(&s, "groups_server_database_errors_total", &[]), 2.0);
     let in_use = value(&s, "groups_server_pool_connections", &[("state", "in_use")]);

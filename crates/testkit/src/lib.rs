@@ -14,6 +14,8 @@
 //!   real processes, with their captured logs.
 //! - [`FaultProxy`]: cuts, restores and slows TCP connections between two processes.
 //! - [`OtlpSink`]: an OpenTelemetry collector stand-in that keeps the spans it is sent.
+//! - [`spec`]: one table of SPEC.md's cases, and its fixture, that the gRPC and the REST
+//!   suites both run.
 
 mod binaries;
 mod cluster;
@@ -22,6 +24,7 @@ mod fault_proxy;
 mod otlp_sink;
 mod private_server;
 mod service;
+pub mod spec;
 mod test_db;
 
 mod world;

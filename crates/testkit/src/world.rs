@@ -227,6 +227,13 @@ impl World {
         })
     }
 
+    /// Events of the audit trail recording the removal of `user` from `group`.
+    pub fn count_events_of(&self, group: GroupId, user: UserId) -> i64 {
+        self.count(&format!(
+            "membership_events WHERE group_id = {group} AND user_id = {user}"
+        ))
+    }
+
     /// Rows of `users`, all instances.
     pub fn count_users(&self) -> i64 {
         self.count("users")
@@ -251,7 +258,8 @@ impl World {
         }
     }
 
-    fn count(&self, table: &'static str) -> i64 {
+    /// Rows of `table`, which may carry a `WHERE` clause of numbers only.
+    fn count(&self, table: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = BigInt)]

@@ -1,0 +1,106 @@
+//! The SPEC table over REST: every case of `groups_testkit::spec` with a REST answer, sent to
+//! one gateway and server over one fixture built once per run, each answer compared exactly
+//! (status, body byte for byte, `Content-Type`) and the rows checked after each case.
+
+use groups_testkit::spec::{self, Operation, SpecWorld};
+use groups_testkit::{Stack, spawn_stack};
+use reqwest::Method;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::{Answer, http_client, send};
+
+/// The fixture and a stack on it, for every test of the table.
+struct Suite {
+    fixture: SpecWorld,
+    stack: Stack,
+}
+
+static SUITE: OnceCell<Suite> = OnceCell::const_new();
+
+/// The table's tests take turns: each case compares the tables' rows before and after it.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+#[tokio::test]
+async fn remove_from_group() {
+    run(Operation::RemoveFromGroup).await;
+}
+
+#[tokio::test]
+async fn remove_from_user() {
+    run(Operation::RemoveFromUser).await;
+}
+
+#[tokio::test]
+async fn get_user() {
+    run(Operation::GetUser).await;
+}
+
+#[tokio::test]
+async fn get_group() {
+    run(Operation::GetGroup).await;
+}
+
+#[tokio::test]
+async fn list_events() {
+    run(Operation::ListEvents).await;
+}
+
+/// Runs the operation's REST cases and reports every one that failed.
+async fn run(operation: Operation) {
+    let _turn = TURN.lock().await;
+    let suite = SUITE
+        .get_or_init(|| async {
+            let fixture = SpecWorld::new();
+            // No rate limit: the table sends hundreds of requests a second to one instance.
+            let stack = spawn_stack(&fixture.world().db, &["--rate-limit", "0"]);
+            Suite { fixture, stack }
+        })
+        .await;
+    let http = http_client();
+    let cases: Vec<_> = spec::cases_of(operation)
+        .into_iter()
+        .filter(|case| case.expect.rest.is_some())
+        .collect();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let prepared = suite.fixture.prepare(case);
+        let expected = prepared.expected_rest();
+        let request = prepared.rest();
+        let method = Method::from_bytes(request.method.as_bytes()).expect("a method");
+        let mut builder = http.request(method, format!("{}{}", suite.stack.url(), request.path));
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        let answer = send(builder).await;
+        let verdict = judge(&answer, expected.status, &expected.body)
+            .and_then(|()| suite.fixture.verify(&prepared));
+        if let Err(why) = verdict {
+            failures.push(format!("{} ({}): {why}", case.name, request.path));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} REST cases of {operation:?} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The status and the exact body; JSON whenever there is a body, none with a 204.
+fn judge(answer: &Answer, status: u16, body: &str) -> Result<(), String> {
+    let content_type = answer.header("content-type");
+    let right_type = if body.is_empty() {
+        content_type.is_none()
+    } else {
+        content_type == Some("application/json")
+    };
+    if answer.status == status && answer.body == body && right_type {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {status} {body}, got {} {} ({content_type:?})",
+            answer.status, answer.body
+        ))
+    }
+}

@@ -1,0 +1,181 @@
+//! `groups-server` as a gRPC caller sees it: the real binary on port 0 over a real PostgreSQL,
+//! by topic. The SPEC table (`groups_testkit::spec`: every row of every table of SPEC.md, the
+//! order of checks, isolation) runs in `spec`; around it, what a table cannot say: where keys
+//! travel, concurrent removals, undecodable and oversized input, outages and deadlines, health
+//! and reflection, keys kept out of logs.
+//!
+//! Assertions are on what a caller sees (code, `ErrorInfo`, `BadRequest`, `RetryInfo`) and on
+//! the rows left in the tables.
+
+mod concurrency;
+mod health;
+mod input;
+mod keys;
+mod logs;
+mod outages;
+mod raw;
+mod spec;
+
+use std::time::{Duration, Instant};
+
+use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
+use groups_testkit::{FaultProxy, ServiceCommand, ServiceProcess, UserId, World, spawn_server};
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// Well-formed keys nobody holds: an account-shaped one (even).
+const UNKNOWN_ACCOUNT_KEY: &str = "0123456789abcdef0123456789abcdef01234560";
+
+/// A group and a user id no row has.
+const NO_SUCH_ID: i64 = 987_654_321;
+
+/// A world, a server on its database, and a client of that server.
+struct Grpc {
+    world: World,
+    server: ServiceProcess,
+    client: GroupMembersClient<Channel>,
+}
+
+impl Grpc {
+    async fn start() -> Self {
+        let world = World::new();
+        let server = spawn_server(world.url(), &[]);
+        let client = GroupMembersClient::new(channel(&server).await);
+        Self {
+            world,
+            server,
+            client,
+        }
+    }
+
+    /// `RemoveGroupMember` with the key (if any) in `x-api-key`.
+    async fn remove(
+        &self,
+        instance: &str,
+        group: i64,
+        user: i64,
+        key: Option<&str>,
+    ) -> Result<(), Status> {
+        let metadata: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+        self.send(request(instance, group, user), &metadata).await
+    }
+
+    /// `RemoveGroupMember` of the demo user from the demo group.
+    async fn remove_demo(&self, key: Option<&str>) -> Result<(), Status> {
+        let demo = &self.world.demo;
+        self.remove("demo", demo.group.get(), demo.user.get(), key)
+            .await
+    }
+
+    async fn send(
+        &self,
+        message: RemoveGroupMemberRequest,
+        metadata: &[(&str, &str)],
+    ) -> Result<(), Status> {
+        send(&self.client, message, metadata).await
+    }
+
+    /// A fresh user of "demo" made a member of the demo group.
+    fn new_member(&self, username: &str) -> UserId {
+        let user = self.world.add_user("demo", username);
+        self.world.add_member("demo", self.world.demo.group, user);
+        user
+    }
+}
+
+async fn channel(server: &ServiceProcess) -> Channel {
+    Channel::from_shared(server.url())
+        .expect("a valid URL")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", server.url()))
+}
+
+fn request(instance: &str, group: i64, user: i64) -> RemoveGroupMemberRequest {
+    RemoveGroupMemberRequest {
+        instance_name: instance.to_owned(),
+        group_id: group,
+        user_id: user,
+        allow_missing: false,
+        parent: 0,
+    }
+}
+
+/// A request with this metadata added.
+fn with_metadata<T>(message: T, metadata: &[(&str, &str)]) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for (name, value) in metadata {
+        let value: MetadataValue<Ascii> = value.parse().expect("a valid metadata value");
+        let name: MetadataKey<Ascii> = name.parse().expect("a valid metadata name");
+        request.metadata_mut().insert(name, value);
+    }
+    request
+}
+
+async fn send(
+    client: &GroupMembersClient<Channel>,
+    message: RemoveGroupMemberRequest,
+    metadata: &[(&str, &str)],
+) -> Result<(), Status> {
+    let mut client = client.clone();
+    client
+        .remove_group_member(with_metadata(message, metadata))
+        .await
+        .map(drop)
+}
+
+/// Asserts an error with `code` and `ErrorInfo { reason, domain: "groups.v1" }`; returns it.
+#[track_caller]
+fn expect_error(result: Result<(), Status>, code: Code, reason: &str, case: &str) -> Status {
+    let status = match result {
+        Ok(()) => panic!("{case}: succeeded, expected {code:?} {reason}"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), code, "{case}: {status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("{case}: no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "{case}: {status:?}");
+    assert_eq!(info.domain, "groups.v1", "{case}: {status:?}");
+    status
+}
+
+/// A server whose database connections go through a fault proxy.
+fn server_behind_proxy(world: &World, args: &[&str]) -> (FaultProxy, ServiceProcess) {
+    let proxy = FaultProxy::start(world.db.server_addr());
+    let server = ServiceCommand::server(&world.db.url_via(proxy.addr()))
+        .args(args)
+        .spawn();
+    (proxy, server)
+}
+
+/// Retries `attempt` until it returns `Some`, for at most `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM, then waits (without blocking the runtime, which still has to close this test's
+/// connections) for the exit, so the logs are complete.
+async fn stop(service: &mut ServiceProcess) {
+    service.terminate();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while service.try_wait().is_none() {
+        assert!(Instant::now() < deadline, "{service:?} did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

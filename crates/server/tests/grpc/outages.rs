@@ -1,0 +1,186 @@
+//! Outages and deadlines: an unreachable database or an exhausted pool is UNAVAILABLE with
+//! `RetryInfo` within the pool timeout, and service resumes by itself; a caller's passed
+//! deadline is DEADLINE_EXCEEDED.
+
+use std::time::{Duration, Instant};
+
+use groups_proto::GroupMembersClient;
+use groups_testkit::World;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::raw::{frame, raw_call, varint};
+use crate::{NO_SUCH_ID, channel, eventually, expect_error, request, send, server_behind_proxy};
+
+#[tokio::test]
+async fn database_unreachable_is_unavailable_with_retry_info_then_recovers() {
+    let world = World::new();
+    let (proxy, server) = server_behind_proxy(&world, &["--pool-timeout-ms", "500"]);
+    let client = GroupMembersClient::new(channel(&server).await);
+    let demo = &world.demo;
+    let key = demo.owner.key.clone();
+    let user = world.add_user("demo", "warm-up");
+    world.add_member("demo", demo.group, user);
+    send(
+        &client,
+        request("demo", demo.group.get(), user.get()),
+        &[("x-api-key", &key)],
+    )
+    .await
+    .expect("served while the database is up");
+
+    proxy.cut();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let status = expect_error(
+            send(
+                &client,
+                request("demo", demo.group.get(), demo.user.get()),
+                &[("x-api-key", &key)],
+            )
+            .await,
+            Code::Unavailable,
+            "DATABASE_UNAVAILABLE",
+            &format!("database cut, attempt {attempt}"),
+        );
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "answered after {elapsed:?}, bound is the 500 ms pool timeout"
+        );
+        let retry = status
+            .get_details_retry_info()
+            .and_then(|r| r.retry_delay)
+            .unwrap_or_else(|| panic!("no RetryInfo delay in {status:?}"));
+        assert!(retry > Duration::ZERO, "{retry:?}");
+        assert!(
+            !status.message().contains(&proxy.addr().to_string()),
+            "no internals: {status:?}"
+        );
+    }
+    assert!(world.is_member(demo.group, demo.user));
+
+    proxy.restore();
+    let recovered = eventually(Duration::from_secs(10), || async {
+        match send(
+            &client,
+            request("demo", demo.group.get(), demo.user.get()),
+            &[("x-api-key", &key)],
+        )
+        .await
+        {
+            Ok(()) => Some(()),
+            Err(status) if status.code() == Code::Unavailable => None,
+            Err(status) => panic!("after restore: {status:?}"),
+        }
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "no recovery within 10 s without a restart"
+    );
+    assert!(!world.is_member(demo.group, demo.user));
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_is_unavailable_with_retry_info_within_the_pool_timeout() {
+    let world = World::new();
+    let (proxy, server) =
+        server_behind_proxy(&world, &["--pool-size", "1", "--pool-timeout-ms", "300"]);
+    let client = GroupMembersClient::new(channel(&server).await);
+    let demo = &world.demo;
+    let key = demo.owner.key.clone();
+    send(
+        &client,
+        request("demo", demo.group.get(), NO_SUCH_ID),
+        &[("x-api-key", &key)],
+    )
+    .await
+    .expect_err("warm-up: not a member");
+
+    // The one connection is busy with a slow statement...
+    proxy.set_latency(Duration::from_secs(2));
+    let slow = tokio::spawn({
+        let (client, key) = (client.clone(), key.clone());
+        let message = request("demo", demo.group.get(), NO_SUCH_ID);
+        async move { send(&client, message, &[("x-api-key", &key)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // ...so the next request waits the pool timeout, then answers UNAVAILABLE.
+    let started = Instant::now();
+    let status = expect_error(
+        send(
+            &client,
+            request("demo", demo.group.get(), demo.user.get()),
+            &[("x-api-key", &key)],
+        )
+        .await,
+        Code::Unavailable,
+        "DATABASE_UNAVAILABLE",
+        "pool exhausted",
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "answered after {elapsed:?}, the pool timeout is 300 ms"
+    );
+    assert!(
+        status
+            .get_details_retry_info()
+            .and_then(|r| r.retry_delay)
+            .is_some(),
+        "RetryInfo: {status:?}"
+    );
+    slow.abort();
+    assert!(world.is_member(demo.group, demo.user));
+}
+
+/// SPEC gRPC table: "deadline passed → DEADLINE_EXCEEDED". The caller's `grpc-timeout` is sent
+/// on a bare HTTP/2 connection, so the code seen is the server's, not a client library's.
+#[tokio::test]
+async fn a_passed_deadline_is_deadline_exceeded() {
+    let world = World::new();
+    let (proxy, server) = server_behind_proxy(&world, &[]);
+    let client = GroupMembersClient::new(channel(&server).await);
+    let demo = &world.demo;
+    let key = demo.owner.key.clone();
+    // Warm the pool, so the slow part is the statement, not the connection set-up.
+    send(
+        &client,
+        request("demo", demo.group.get(), NO_SUCH_ID),
+        &[("x-api-key", &key)],
+    )
+    .await
+    .expect_err("not a member");
+    proxy.set_latency(Duration::from_secs(1));
+
+    let payload = {
+        // RemoveGroupMemberRequest { instance_name: "demo", group_id, user_id } by hand.
+        let mut p = vec![0x0a, 4];
+        p.extend_from_slice(b"demo");
+        p.push(0x10);
+        p.extend(varint(demo.group.get()));
+        p.push(0x18);
+        p.extend(varint(demo.user.get()));
+        p
+    };
+    let started = Instant::now();
+    let (code, message) = raw_call(
+        server.addr(),
+        &[("x-api-key", &key), ("grpc-timeout", "300m")],
+        frame(&payload),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(
+        code,
+        Code::DeadlineExceeded as i32,
+        "expected DEADLINE_EXCEEDED, got {:?}: {message}",
+        Code::from_i32(code)
+    );
+}

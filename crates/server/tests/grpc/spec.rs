@@ -1,0 +1,256 @@
+//! The SPEC table over gRPC: every case of `groups_testkit::spec` with a gRPC answer, sent to
+//! one server over one fixture built once per run, each answer compared exactly (an error's
+//! code, message and details; the object; the page) and the rows checked after each case.
+
+use std::collections::HashMap;
+
+use groups_core::Reason;
+use groups_proto::{
+    AuditClient, DirectoryClient, GetGroupRequest, GetUserRequest, GroupMembersClient,
+    ListMembershipEventsRequest, ListMembershipEventsResponse, MembershipEvent,
+    RemoveGroupMemberRequest, Timestamp,
+};
+use groups_testkit::spec::{
+    self, ExpectedGroup, ExpectedGrpc, ExpectedUser, GrpcRequest, Operation, SpecWorld,
+};
+use groups_testkit::{ServiceProcess, spawn_server};
+use tokio::sync::{Mutex, OnceCell};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::{channel, with_metadata};
+
+/// The fixture and a server on it, for every test of the table.
+struct Suite {
+    fixture: SpecWorld,
+    server: ServiceProcess,
+}
+
+static SUITE: OnceCell<Suite> = OnceCell::const_new();
+
+/// The table's tests take turns: each case compares the tables' rows before and after it.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+#[tokio::test]
+async fn remove_from_group() {
+    run(Operation::RemoveFromGroup).await;
+}
+
+#[tokio::test]
+async fn remove_from_user() {
+    run(Operation::RemoveFromUser).await;
+}
+
+#[tokio::test]
+async fn get_user() {
+    run(Operation::GetUser).await;
+}
+
+#[tokio::test]
+async fn get_group() {
+    run(Operation::GetGroup).await;
+}
+
+#[tokio::test]
+async fn list_events() {
+    run(Operation::ListEvents).await;
+}
+
+/// Runs the operation's gRPC cases and reports every one that failed.
+async fn run(operation: Operation) {
+    let _turn = TURN.lock().await;
+    let suite = SUITE
+        .get_or_init(|| async {
+            let fixture = SpecWorld::new();
+            let server = spawn_server(fixture.url(), &[]);
+            Suite { fixture, server }
+        })
+        .await;
+    let channel = channel(&suite.server).await;
+    let cases: Vec<_> = spec::cases_of(operation)
+        .into_iter()
+        .filter(|case| case.expect.grpc.is_some())
+        .collect();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let prepared = suite.fixture.prepare(case);
+        let expected = prepared.expected_grpc();
+        let answer = call(&channel, operation, prepared.grpc()).await;
+        let verdict = judge(answer, &expected).and_then(|()| suite.fixture.verify(&prepared));
+        if let Err(why) = verdict {
+            failures.push(format!("{}: {why}", case.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} gRPC cases of {operation:?} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// What a call returned.
+#[derive(Debug)]
+enum Answer {
+    Empty,
+    User(groups_proto::User),
+    Group(groups_proto::Group),
+    Events(ListMembershipEventsResponse),
+}
+
+async fn call(channel: &Channel, operation: Operation, r: GrpcRequest) -> Result<Answer, Status> {
+    let metadata: Vec<(&str, &str)> = r.metadata.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let instance_name = r.instance_name;
+    match operation {
+        Operation::RemoveFromGroup | Operation::RemoveFromUser => {
+            let message = RemoveGroupMemberRequest {
+                instance_name,
+                group_id: r.group_id,
+                user_id: r.user_id,
+                allow_missing: r.allow_missing,
+                parent: r.parent,
+            };
+            let mut client = GroupMembersClient::new(channel.clone());
+            let answer = client.remove_group_member(with_metadata(message, &metadata));
+            answer.await.map(|_| Answer::Empty)
+        }
+        Operation::GetUser => {
+            let message = GetUserRequest {
+                instance_name,
+                user_id: r.user_id,
+            };
+            let mut client = DirectoryClient::new(channel.clone());
+            let answer = client.get_user(with_metadata(message, &metadata)).await;
+            answer.map(|user| Answer::User(user.into_inner()))
+        }
+        Operation::GetGroup => {
+            let message = GetGroupRequest {
+                instance_name,
+                group_id: r.group_id,
+            };
+            let mut client = DirectoryClient::new(channel.clone());
+            let answer = client.get_group(with_metadata(message, &metadata)).await;
+            answer.map(|group| Answer::Group(group.into_inner()))
+        }
+        Operation::ListEvents => {
+            let message = ListMembershipEventsRequest {
+                instance_name,
+                group_id: r.group_id,
+                user_id: r.user_id,
+                page_size: r.page_size,
+                page_token: r.page_token,
+            };
+            let mut client = AuditClient::new(channel.clone());
+            let answer = client.list_membership_events(with_metadata(message, &metadata));
+            answer.await.map(|page| Answer::Events(page.into_inner()))
+        }
+    }
+}
+
+/// Whether the answer is exactly the one expected.
+fn judge(answer: Result<Answer, Status>, expected: &ExpectedGrpc) -> Result<(), String> {
+    match (expected, answer) {
+        (ExpectedGrpc::Empty, Ok(Answer::Empty)) => Ok(()),
+        (ExpectedGrpc::User(want), Ok(Answer::User(got))) => same(user(want), got),
+        (ExpectedGrpc::Group(want), Ok(Answer::Group(got))) => same(group(want), got),
+        (ExpectedGrpc::Events(want), Ok(Answer::Events(got))) => {
+            let page = ListMembershipEventsResponse {
+                events: want.iter().map(event).collect(),
+                next_page_token: String::new(),
+            };
+            same(page, got)
+        }
+        (ExpectedGrpc::Error { code, reason }, Err(status)) => exactly(&status, *code, reason),
+        (ExpectedGrpc::Invalid(fields), Err(status)) => invalid(&status, fields),
+        (expected, got) => Err(format!("expected {expected:?}, got {got:?}")),
+    }
+}
+
+fn same<T: PartialEq + std::fmt::Debug>(wanted: T, got: T) -> Result<(), String> {
+    if wanted == got {
+        Ok(())
+    } else {
+        Err(format!("expected {wanted:?}, got {got:?}"))
+    }
+}
+
+/// The error, to the byte: code, the reason's text as message, and `ErrorInfo` alone in the
+/// details. A foreign or deleted row is thereby answered exactly as a missing one.
+fn exactly(status: &Status, code: Code, reason: &str) -> Result<(), String> {
+    let detail = Reason::parse(reason)
+        .unwrap_or_else(|| panic!("{reason} is no reason"))
+        .detail();
+    let details = ErrorDetails::with_error_info(reason, Reason::DOMAIN, HashMap::new());
+    let wanted = Status::with_error_details(code, detail, details);
+    let right =
+        status.code() == code && status.message() == detail && status.details() == wanted.details();
+    if right {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {code:?} {reason} {detail:?} and ErrorInfo alone, got {:?} {:?} with {:?}",
+            status.code(),
+            status.message(),
+            status.get_error_details()
+        ))
+    }
+}
+
+/// INVALID_ARGUMENT with `ErrorInfo` and a `BadRequest` naming exactly these fields, each
+/// with a description.
+fn invalid(status: &Status, fields: &[&str]) -> Result<(), String> {
+    let info = status.get_details_error_info();
+    let violations = status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations)
+        .unwrap_or_default();
+    let mut reported: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    reported.sort_unstable();
+    let right = status.code() == Code::InvalidArgument
+        && info.is_some_and(|i| i.reason == "INVALID_ARGUMENT" && i.domain == Reason::DOMAIN)
+        && reported == fields
+        && violations.iter().all(|v| !v.description.is_empty());
+    if right {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected INVALID_ARGUMENT on {fields:?}, got {:?} {:?} with {:?}",
+            status.code(),
+            status.message(),
+            status.get_error_details()
+        ))
+    }
+}
+
+fn group(group: &ExpectedGroup) -> groups_proto::Group {
+    groups_proto::Group {
+        id: group.id,
+        name: group.name.clone(),
+        label: group.label.clone(),
+        description: group.description.clone(),
+    }
+}
+
+fn user(user: &ExpectedUser) -> groups_proto::User {
+    groups_proto::User {
+        id: user.id,
+        username: user.username.clone(),
+        groups: user.groups.iter().map(group).collect(),
+    }
+}
+
+fn event(event: &groups_core::MembershipEvent) -> MembershipEvent {
+    let (seconds, nanos) = event.at.seconds_and_nanos();
+    MembershipEvent {
+        id: event.id,
+        action: "membership.removed".to_owned(),
+        group_id: event.group,
+        user_id: event.user,
+        actor_admin_id: event.actor_admin,
+        actor_role: event.actor_role.as_str().to_owned(),
+        request_id: event.request_id.clone(),
+        at: Some(Timestamp { seconds, nanos }),
+    }
+}

@@ -1,0 +1,536 @@
+//! A case made concrete against the fixture: the request each edge sends, the answer each edge
+//! must give (objects and pages rendered from the fixture), and the check of the rows left.
+
+use std::fmt::Write as _;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text};
+use groups_core::{MembershipEvent, PageToken, Snapshot};
+use tonic::Code;
+
+use super::fixture::{ExpectedGroup, ExpectedUser, SpecWorld};
+use super::{Case, Credential, Grpc, Id, Instance, Key, Operation, Rest, Row, Token};
+
+/// Events per page when a listing does not say (both edges).
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// gRPC reads a larger page size as this.
+const MAX_GRPC_PAGE_SIZE: u32 = 1000;
+
+/// A gRPC request, field by field (each method reads the fields it has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcRequest {
+    /// `instance_name`.
+    pub instance_name: String,
+    /// `group_id` (0: not given).
+    pub group_id: i64,
+    /// `user_id` (0: not given).
+    pub user_id: i64,
+    /// `allow_missing`.
+    pub allow_missing: bool,
+    /// `parent`, raw.
+    pub parent: i32,
+    /// `page_size`.
+    pub page_size: i32,
+    /// `page_token`.
+    pub page_token: String,
+    /// Metadata to send, in order.
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+/// A REST request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestRequest {
+    /// `DELETE` or `GET`.
+    pub method: &'static str,
+    /// Path and query, exactly as sent.
+    pub path: String,
+    /// Headers to send.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The gRPC answer a case must get, made concrete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedGrpc {
+    /// OK, `Empty`.
+    Empty,
+    /// OK, this user.
+    User(ExpectedUser),
+    /// OK, this group.
+    Group(ExpectedGroup),
+    /// OK, these events (newest first) and no next page token.
+    Events(Vec<MembershipEvent>),
+    /// An error with this code and `ErrorInfo` reason.
+    Error {
+        /// The status code.
+        code: Code,
+        /// The `ErrorInfo` reason.
+        reason: &'static str,
+    },
+    /// INVALID_ARGUMENT with `BadRequest` naming these fields (sorted).
+    Invalid(Vec<&'static str>),
+}
+
+/// The REST answer a case must get: the status and the exact body (empty for 204).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedRest {
+    /// The status.
+    pub status: u16,
+    /// The exact body.
+    pub body: String,
+}
+
+/// The rows a case is judged on, counted before and after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+struct Rows {
+    #[diesel(sql_type = BigInt)]
+    users: i64,
+    #[diesel(sql_type = BigInt)]
+    groups: i64,
+    #[diesel(sql_type = BigInt)]
+    memberships: i64,
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+    /// The case's membership exists.
+    #[diesel(sql_type = Bool)]
+    target: bool,
+    /// The same user's membership of `SecondGroup` (a fresh user's other group) exists.
+    #[diesel(sql_type = Bool)]
+    neighbour: bool,
+}
+
+/// A case ready to run: see [`SpecWorld::prepare`].
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    world: &'a SpecWorld,
+    /// The case.
+    pub case: &'a Case,
+    /// The ids the case names (the fresh user made for it), when they name one.
+    group: Option<i64>,
+    user: Option<i64>,
+    /// A fresh user's other membership.
+    neighbour: Option<(i64, i64)>,
+    before: Rows,
+}
+
+impl SpecWorld {
+    /// Makes what the case needs (a fresh member) and counts the rows it is judged on.
+    pub fn prepare<'a>(&'a self, case: &'a Case) -> Prepared<'a> {
+        let fresh = (case.user.row() == Some(Row::Fresh)).then(|| self.fresh_member());
+        let number = |id: Id| match (id.row(), id) {
+            (Some(Row::Fresh), _) => fresh,
+            (Some(row), _) => Some(self.row(row)),
+            (None, Id::Number(n)) => Some(n),
+            (None, _) => None,
+        };
+        let (group, user) = (number(case.group), number(case.user));
+        let neighbour = fresh.map(|user| (self.row(Row::SecondGroup), user));
+        let before = self.snapshot((group, user), neighbour);
+        if case.expect.removes {
+            assert!(before.target, "{}: nothing to remove", case.name);
+        }
+        Prepared {
+            world: self,
+            case,
+            group,
+            user,
+            neighbour,
+            before,
+        }
+    }
+
+    /// Whether the rows left are those the case must leave: its membership gone with one event
+    /// recording its actor, and nothing else changed, when it removes; nothing changed at all
+    /// otherwise.
+    pub fn verify(&self, prepared: &Prepared<'_>) -> Result<(), String> {
+        let after = self.snapshot((prepared.group, prepared.user), prepared.neighbour);
+        let before = prepared.before;
+        let case = prepared.case;
+        let wanted = if case.expect.removes {
+            Rows {
+                memberships: before.memberships - 1,
+                events: before.events + 1,
+                target: false,
+                ..before
+            }
+        } else {
+            before
+        };
+        if after != wanted {
+            return Err(format!("rows: expected {wanted:?}, found {after:?}"));
+        }
+        if case.expect.removes {
+            let key = case.credential.key().expect("a removal presents a key");
+            let (admin, role) = self
+                .actor(key)
+                .unwrap_or_else(|| panic!("{}: {key:?} may not remove members", case.name));
+            let (group, user) = (prepared.group.unwrap_or(0), prepared.user.unwrap_or(0));
+            let recorded = self.actors_of(group, user);
+            if recorded != [(admin, role.as_str().to_owned())] {
+                return Err(format!(
+                    "events of {group}/{user}: expected one by admin {admin} ({role:?}), found {recorded:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(
+        &self,
+        (group, user): (Option<i64>, Option<i64>),
+        neighbour: Option<(i64, i64)>,
+    ) -> Rows {
+        let (group, user) = (group.unwrap_or(-1), user.unwrap_or(-1));
+        let (other_group, other_user) = neighbour.unwrap_or((-1, -1));
+        diesel::sql_query(
+            "SELECT (SELECT count(*) FROM users) AS users, \
+                    (SELECT count(*) FROM groups) AS groups, \
+                    (SELECT count(*) FROM memberships) AS memberships, \
+                    (SELECT count(*) FROM membership_events) AS events, \
+                    EXISTS (SELECT 1 FROM memberships WHERE group_id = $1 AND user_id = $2) AS target, \
+                    EXISTS (SELECT 1 FROM memberships WHERE group_id = $3 AND user_id = $4) AS neighbour",
+        )
+        .bind::<BigInt, _>(group)
+        .bind::<BigInt, _>(user)
+        .bind::<BigInt, _>(other_group)
+        .bind::<BigInt, _>(other_user)
+        .get_result(&mut *self.conn())
+        .unwrap_or_else(|e| panic!("groups-testkit: counting rows: {e}"))
+    }
+
+    /// (admin, role) of every event of one membership.
+    fn actors_of(&self, group: i64, user: i64) -> Vec<(i64, String)> {
+        #[derive(QueryableByName)]
+        struct Actor {
+            #[diesel(sql_type = BigInt)]
+            actor_admin_id: i64,
+            #[diesel(sql_type = Text)]
+            actor_role: String,
+        }
+        diesel::sql_query(
+            "SELECT actor_admin_id, actor_role FROM membership_events \
+             WHERE group_id = $1 AND user_id = $2 ORDER BY id",
+        )
+        .bind::<BigInt, _>(group)
+        .bind::<BigInt, _>(user)
+        .load::<Actor>(&mut *self.conn())
+        .unwrap_or_else(|e| panic!("groups-testkit: reading events: {e}"))
+        .into_iter()
+        .map(|a| (a.actor_admin_id, a.actor_role))
+        .collect()
+    }
+}
+
+impl Prepared<'_> {
+    /// An id as REST spells it; `None` when it is not given.
+    fn text_of(&self, id: Id) -> Option<String> {
+        let number = |row: Row| match row {
+            Row::Fresh => self.user.expect("the fresh user"),
+            row => self.world.row(row),
+        };
+        match id {
+            Id::Row(row) => Some(number(row).to_string()),
+            Id::Number(n) => Some(n.to_string()),
+            Id::Padded(row) => Some(format!("00{}", number(row))),
+            Id::Encoded(row) => Some(
+                number(row)
+                    .to_string()
+                    .bytes()
+                    .map(|digit| format!("%{digit:02X}"))
+                    .collect(),
+            ),
+            Id::Raw(raw) => Some(raw.to_owned()),
+            Id::Absent => None,
+        }
+    }
+
+    /// The gRPC request. Panics for a case that is not sent over gRPC.
+    pub fn grpc(&self) -> GrpcRequest {
+        let case = self.case;
+        let Instance::Text(instance_name) = case.instance else {
+            panic!(
+                "{}: a raw path segment is not a gRPC instance name",
+                case.name
+            );
+        };
+        let number = |id: Id, value: Option<i64>| match id {
+            Id::Row(_) | Id::Number(_) => value.expect("resolved"),
+            Id::Absent => 0,
+            _ => panic!("{}: {id:?} is not a gRPC id", case.name),
+        };
+        let parent = case.parent.unwrap_or(match case.operation {
+            Operation::RemoveFromUser => 2,
+            _ => 1,
+        });
+        let page_size = match case.page_size {
+            Id::Number(n) => i32::try_from(n).expect("a page size fits an int32"),
+            Id::Absent => 0,
+            other => panic!("{}: {other:?} is not a gRPC page size", case.name),
+        };
+        let metadata = match case.credential {
+            Credential::Nothing => vec![],
+            Credential::Header(key) => vec![("x-api-key", self.world.key(key))],
+            Credential::Authorization(template, key) => {
+                vec![(
+                    "authorization",
+                    template.replace("{key}", &self.world.key(key)),
+                )]
+            }
+            Credential::Empty => vec![("x-api-key", String::new())],
+            Credential::Query(..) => panic!("{}: no query string in gRPC", case.name),
+        };
+        GrpcRequest {
+            instance_name: instance_name.to_owned(),
+            group_id: number(case.group, self.group),
+            user_id: number(case.user, self.user),
+            allow_missing: case.allow_missing,
+            parent,
+            page_size,
+            page_token: token(case.page_token),
+            metadata,
+        }
+    }
+
+    /// The REST request.
+    pub fn rest(&self) -> RestRequest {
+        let case = self.case;
+        let instance = match case.instance {
+            Instance::Text(text) => encoded(text),
+            Instance::Raw(raw) => raw.to_owned(),
+        };
+        let id = |id: Id| self.text_of(id).unwrap_or_default();
+        let (group, user) = (id(case.group), id(case.user));
+        let version = if case.v1 { "/v1" } else { "/v1.1" };
+        let base = format!("{version}/instances/{instance}");
+        let mut path = match case.operation {
+            Operation::RemoveFromGroup => format!("{base}/groups/{group}/users/{user}/"),
+            Operation::RemoveFromUser => format!("{base}/users/{user}/groups/{group}/"),
+            Operation::GetUser => format!("{base}/users/{user}/"),
+            Operation::GetGroup => format!("{base}/groups/{group}/"),
+            Operation::ListEvents => format!("{base}/audit/memberships/"),
+        };
+        if case.no_slash {
+            path.pop();
+        }
+        let mut query = Vec::new();
+        if case.operation == Operation::ListEvents {
+            let filters = [("group", case.group), ("user", case.user)];
+            for (name, value) in filters.into_iter().chain([("page_size", case.page_size)]) {
+                if let Some(text) = self.text_of(value) {
+                    query.push(format!("{name}={text}"));
+                }
+            }
+            if case.page_token != Token::None {
+                query.push(format!("page_token={}", token(case.page_token)));
+            }
+        }
+        let mut headers = Vec::new();
+        match case.credential {
+            Credential::Nothing => {}
+            Credential::Header(key) => headers.push(("X-API-KEY", self.world.key(key))),
+            Credential::Authorization(template, key) => {
+                headers.push((
+                    "Authorization",
+                    template.replace("{key}", &self.world.key(key)),
+                ));
+            }
+            Credential::Query(name, key) => {
+                query.push(format!("{name}={}", encoded(&self.world.key(key))))
+            }
+            Credential::Empty => {
+                headers.push(("X-API-KEY", String::new()));
+                query.push("api_key=&apikey=".to_owned());
+            }
+        }
+        if !query.is_empty() {
+            let _ = write!(path, "?{}", query.join("&"));
+        }
+        let method = if case.operation.is_removal() {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        RestRequest {
+            method,
+            path,
+            headers,
+        }
+    }
+
+    /// The gRPC answer the case must get.
+    pub fn expected_grpc(&self) -> ExpectedGrpc {
+        let case = self.case;
+        match case.expect.grpc.expect("a gRPC case") {
+            Grpc::Ok => ExpectedGrpc::Empty,
+            Grpc::Found => match case.operation {
+                Operation::GetUser => {
+                    ExpectedGrpc::User(self.world.expected_user(self.row(case.user)))
+                }
+                Operation::GetGroup => {
+                    ExpectedGrpc::Group(self.world.expected_group(self.row(case.group)))
+                }
+                Operation::ListEvents => ExpectedGrpc::Events(self.events(true)),
+                _ => panic!("{}: a removal finds nothing", case.name),
+            },
+            Grpc::Error(code, reason) => ExpectedGrpc::Error { code, reason },
+            Grpc::Invalid(fields) => {
+                let mut fields = fields.to_vec();
+                fields.sort_unstable();
+                ExpectedGrpc::Invalid(fields)
+            }
+        }
+    }
+
+    /// The REST answer the case must get.
+    pub fn expected_rest(&self) -> ExpectedRest {
+        let case = self.case;
+        let base = format!("{}/instances/demo", if case.v1 { "/v1" } else { "/v1.1" });
+        let (status, body) = match case.expect.rest.expect("a REST case") {
+            Rest::NoContent => (204, String::new()),
+            Rest::Found => {
+                let body = match case.operation {
+                    Operation::GetUser => {
+                        user_json(&base, &self.world.expected_user(self.row(case.user)))
+                    }
+                    Operation::GetGroup => {
+                        group_json(&base, &self.world.expected_group(self.row(case.group)))
+                    }
+                    Operation::ListEvents => events_json(&self.events(false)),
+                    _ => panic!("{}: a removal finds nothing", case.name),
+                };
+                (200, body)
+            }
+            Rest::Detail(status, detail) => (status, format!(r#"{{"detail":{}}}"#, json(detail))),
+        };
+        ExpectedRest { status, body }
+    }
+
+    /// The row an id names.
+    fn row(&self, id: Id) -> Row {
+        id.row()
+            .unwrap_or_else(|| panic!("{}: {id:?} names no fixture row", self.case.name))
+    }
+
+    /// The page a listing must return: the fixture's events of its filters, all on one page.
+    fn events(&self, grpc: bool) -> Vec<MembershipEvent> {
+        let case = self.case;
+        let size = match case.page_size {
+            Id::Number(n) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),
+            _ => DEFAULT_PAGE_SIZE,
+        };
+        let size = if grpc {
+            size.min(MAX_GRPC_PAGE_SIZE)
+        } else {
+            size
+        };
+        let events = self.world.events(self.group, self.user, size + 1);
+        assert!(
+            events.len() <= size as usize,
+            "{}: the events would not fit one page",
+            case.name
+        );
+        events
+    }
+}
+
+impl Id {
+    /// The fixture row an id names, however it is spelled.
+    pub fn row(self) -> Option<Row> {
+        match self {
+            Id::Row(row) | Id::Padded(row) | Id::Encoded(row) => Some(row),
+            _ => None,
+        }
+    }
+}
+
+impl Credential {
+    /// The key presented, wherever it travels.
+    pub fn key(self) -> Option<Key> {
+        match self {
+            Credential::Header(key)
+            | Credential::Authorization(_, key)
+            | Credential::Query(_, key) => Some(key),
+            Credential::Nothing | Credential::Empty => None,
+        }
+    }
+}
+
+fn token(token: Token) -> String {
+    match token {
+        Token::None => String::new(),
+        Token::Text(text) => text.to_owned(),
+        Token::Unfiltered => PageToken {
+            last_id: 1,
+            group: None,
+            user: None,
+            snapshot: Snapshot::parse("1:1:").expect("a snapshot"),
+        }
+        .encode(),
+    }
+}
+
+/// Percent-encodes every byte but the URL's unreserved characters.
+fn encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn json(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serializes")
+}
+
+/// A group as SPEC.md writes it, fields in its order.
+fn group_json(base: &str, group: &ExpectedGroup) -> String {
+    let name = group.name.as_deref().map_or("null".to_owned(), json);
+    let this = format!("{base}/groups/{}/", group.id);
+    format!(
+        r#"{{"id":{},"name":{name},"label":{},"description":{},"links":{{"self":{},"users":{}}}}}"#,
+        group.id,
+        json(&group.label),
+        json(&group.description),
+        json(&this),
+        json(&format!("{this}users/")),
+    )
+}
+
+/// A user as SPEC.md writes it.
+fn user_json(base: &str, user: &ExpectedUser) -> String {
+    let groups: Vec<String> = user.groups.iter().map(|g| group_json(base, g)).collect();
+    let this = format!("{base}/users/{}/", user.id);
+    format!(
+        r#"{{"id":{},"username":{},"groups":[{}],"links":{{"self":{},"groups":{}}}}}"#,
+        user.id,
+        json(&user.username),
+        groups.join(","),
+        json(&this),
+        json(&format!("{this}groups/")),
+    )
+}
+
+/// A page of the trail in the original's list shape, all of it on one page.
+fn events_json(events: &[MembershipEvent]) -> String {
+    let objects: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                r#"{{"id":{},"action":"membership.removed","group":{},"user":{},"actor":{{"admin":{},"role":"{}"}},"request_id":{},"at":"{}"}}"#,
+                e.id,
+                e.group,
+                e.user,
+                e.actor_admin,
+                e.actor_role.as_str(),
+                json(&e.request_id),
+                e.at,
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"next":null,"prev":null,"objects":[{}]}}"#,
+        objects.join(",")
+    )
+}
