@@ -353,6 +353,18 @@ async fn both_processes_count_requests_by_route_method_and_status() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    // While the database answers, the pool holds connections (the gauges are read at scrape).
+    let up = scrape(metrics_url.clone()).await;
+    let in_use = value(
+        &up,
+        "groups_server_pool_connections",
+        &[("state", "in_use")],
+    );
+    let idle = value(&up, "groups_server_pool_connections", &[("state", "idle")]);
+    assert!(
+        in_use >= 0.0 && idle >= 0.0 && in_use + idle >= 1.0,
+        "in_use {in_use}, idle {idle}"
+    );
     proxy.cut();
     for _ in 0..2 {
         assert_eq!(delete(demo.user).send().await.unwrap().status(), 503);

@@ -1,5 +1,5 @@
-//! Keys never appear in the server's logs, whatever the key, wherever it travels, at the most
-//! verbose log level.
+//! Keys never appear in the server's logs (either format), whatever the key, wherever it
+//! travels, at the most verbose log level; nor in a status message or its details.
 
 use groups_proto::GroupMembersClient;
 use groups_testkit::{Role, ServiceCommand, World};
@@ -8,10 +8,17 @@ use crate::{NO_SUCH_ID, UNKNOWN_ACCOUNT_KEY, channel, request, send, stop};
 
 #[tokio::test]
 async fn keys_never_appear_in_the_logs() {
+    for format in ["human", "json"] {
+        keys_never_appear_in_logs_of_format(format).await;
+    }
+}
+
+async fn keys_never_appear_in_logs_of_format(format: &str) {
     let world = World::new();
-    // The most verbose logging there is, in both formats' worst case.
+    // The most verbose logging there is.
     let server = ServiceCommand::server(world.url())
         .env("RUST_LOG", "trace")
+        .env("GROUPS_LOG_FORMAT", format)
         .spawn();
     let client = GroupMembersClient::new(channel(&server).await);
     let demo = &world.demo;
@@ -30,12 +37,17 @@ async fn keys_never_appear_in_the_logs() {
             ("x-api-key", key.clone()),
             ("authorization", format!("Bearer {key}")),
         ] {
-            let _ = send(
+            let refused = send(
                 &client,
                 request("demo", demo.group.get(), NO_SUCH_ID),
                 &[(metadata.0, &metadata.1)],
             )
-            .await;
+            .await
+            .expect_err("nobody is removed");
+            // Nothing of the key in what the caller gets back either.
+            let answer = format!("{} {:?}", refused.message(), refused.details());
+            assert!(!answer.contains(&key[..20]), "a key in a status: {answer}");
+            assert!(!String::from_utf8_lossy(refused.details()).contains(&key[..20]));
         }
     }
     send(
@@ -50,6 +62,12 @@ async fn keys_never_appear_in_the_logs() {
     stop(&mut server).await;
     let logs = server.logs();
     assert!(logs.contains("RemoveGroupMember"), "the run was logged");
+    if format == "json" {
+        assert!(
+            logs.lines().filter(|l| l.starts_with('{')).count() > 10,
+            "JSON lines"
+        );
+    }
     for key in &keys {
         assert!(!logs.contains(key.as_str()), "a key is in the logs");
         // Not even half of one.

@@ -14,7 +14,7 @@ pub(crate) async fn raw_call(
     addr: SocketAddr,
     extra_headers: &[(&str, &str)],
     body: Vec<u8>,
-) -> (i32, String) {
+) -> tonic::Status {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
     tokio::spawn(async move {
@@ -35,15 +35,8 @@ pub(crate) async fn raw_call(
         .expect("send body");
     let response = response.await.expect("response");
     let (parts, mut body) = response.into_parts();
-    let status_of = |headers: &http::HeaderMap| {
-        let code = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
-        let message = headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .map(percent_decoded)
-            .unwrap_or_default();
-        Some((code, message))
-    };
+    // The status with its message and details (`grpc-status-details-bin`), as a client reads it.
+    let status_of = |headers: &http::HeaderMap| tonic::Status::from_header_map(headers);
     if let Some(answer) = status_of(&parts.headers) {
         return answer;
     }
@@ -57,30 +50,6 @@ pub(crate) async fn raw_call(
         .expect("trailers")
         .expect("trailers present");
     status_of(&trailers).expect("grpc-status in the trailers")
-}
-
-/// `grpc-message` is percent-encoded on the wire.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A gRPC length-prefixed message frame (uncompressed) around `payload`.

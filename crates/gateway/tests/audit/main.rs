@@ -1,7 +1,9 @@
 //! The audit trail, as operators and callers see it, against the real processes and database:
 //! one event per membership removed (and none otherwise), written with the removal itself;
-//! who may read it; pages that stay consistent while removals continue; the request id that
-//! joins an event to both processes' logs; retention.
+//! who may read it; pages that stay consistent while removals continue (`listing`); the request
+//! id that joins an event to both processes' logs; retention.
+
+mod listing;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -15,12 +17,11 @@ use groups_proto::{
 use groups_testkit::{Role, ServiceCommand, ServiceProcess, Stack, UserId, World, spawn_stack};
 use serde_json::Value;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
+use tonic::Status;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -28,13 +29,13 @@ fn http() -> reqwest::Client {
 }
 
 /// A fresh user of "demo", member of the demo group.
-fn new_member(world: &World, username: &str) -> UserId {
+pub(crate) fn new_member(world: &World, username: &str) -> UserId {
     let user = world.add_user("demo", username);
     world.add_member("demo", world.demo.group, user);
     user
 }
 
-async fn channel(server: &ServiceProcess) -> Channel {
+pub(crate) async fn channel(server: &ServiceProcess) -> Channel {
     Channel::from_shared(server.url())
         .expect("a URL")
         .connect()
@@ -42,7 +43,7 @@ async fn channel(server: &ServiceProcess) -> Channel {
         .expect("the server accepts connections")
 }
 
-fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+pub(crate) fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()
@@ -51,7 +52,7 @@ fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
 }
 
 /// Every event row, oldest first, as `(id, group, user, admin, role, request id)`.
-fn event_rows(world: &World) -> Vec<(i64, i64, i64, i64, String, String)> {
+pub(crate) fn event_rows(world: &World) -> Vec<(i64, i64, i64, i64, String, String)> {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -87,7 +88,7 @@ fn event_rows(world: &World) -> Vec<(i64, i64, i64, i64, String, String)> {
         .collect()
 }
 
-async fn list(
+pub(crate) async fn list(
     audit: &AuditClient<Channel>,
     key: &str,
     message: ListMembershipEventsRequest,
@@ -99,7 +100,7 @@ async fn list(
         .map(tonic::Response::into_inner)
 }
 
-fn listing(page_size: i32, page_token: &str) -> ListMembershipEventsRequest {
+pub(crate) fn listing(page_size: i32, page_token: &str) -> ListMembershipEventsRequest {
     ListMembershipEventsRequest {
         instance_name: "demo".into(),
         page_size,
@@ -108,7 +109,7 @@ fn listing(page_size: i32, page_token: &str) -> ListMembershipEventsRequest {
     }
 }
 
-async fn remove(
+pub(crate) async fn remove(
     members: &GroupMembersClient<Channel>,
     key: &str,
     group: i64,
@@ -290,7 +291,7 @@ async fn one_event_per_removal_and_none_for_anything_else() {
 }
 
 /// The database's clock now, in microseconds since the epoch (the events' clock).
-fn database_now_micros(world: &World) -> i64 {
+pub(crate) fn database_now_micros(world: &World) -> i64 {
     micros_of(world, "now")
 }
 
@@ -354,253 +355,6 @@ async fn a_removal_whose_statement_fails_leaves_neither_the_delete_nor_the_event
         .expect("an answer");
     assert_eq!(response.status(), 204);
     assert_eq!(event_rows(&world).len(), 1);
-}
-
-#[tokio::test]
-async fn only_owners_and_full_admins_read_their_own_instance_s_trail() {
-    let world = World::new();
-    let stack = spawn_stack(&world.db, &[]);
-    let other = world.add_instance("other");
-    let members = GroupMembersClient::new(channel(&stack.server).await);
-    let demo = &world.demo;
-    remove(
-        &members,
-        &demo.owner.key,
-        demo.group.get(),
-        demo.user.get(),
-        false,
-    )
-    .await
-    .expect("removed in demo");
-    let other_members = with_key(
-        RemoveGroupMemberRequest {
-            instance_name: "other".into(),
-            group_id: other.group.get(),
-            user_id: other.user.get(),
-            ..Default::default()
-        },
-        &other.owner.key,
-    );
-    members
-        .clone()
-        .remove_group_member(other_members)
-        .await
-        .expect("removed in other");
-    assert_eq!(event_rows(&world).len(), 2);
-
-    let full = world.add_admin("demo", Some(Role::Full));
-    let write = world.add_admin("demo", Some(Role::Write));
-    let read = world.add_admin("demo", Some(Role::Read));
-    let api_key = world.add_api_key("demo", true);
-    let url = format!("{}/v1.1/instances/demo/audit/memberships/", stack.url());
-    let audit = AuditClient::new(channel(&stack.server).await);
-    for (who, key) in [("owner", &demo.owner.key), ("full", &full.key)] {
-        let page: Value = http()
-            .get(&url)
-            .header("X-API-KEY", key)
-            .send()
-            .await
-            .expect("an answer")
-            .json()
-            .await
-            .expect("JSON");
-        let groups: Vec<&Value> = page["objects"]
-            .as_array()
-            .expect("objects")
-            .iter()
-            .map(|o| &o["group"])
-            .collect();
-        assert_eq!(
-            groups,
-            [&Value::from(demo.group.get())],
-            "{who} sees only demo's event"
-        );
-        let listed = list(&audit, key, listing(0, "")).await.expect("a page");
-        assert_eq!(listed.events.len(), 1, "{who}");
-    }
-    for (who, key) in [
-        ("write", &write.key),
-        ("read", &read.key),
-        ("API key", &api_key.key),
-        ("other's owner", &other.owner.key),
-    ] {
-        let response = http()
-            .get(&url)
-            .header("X-API-KEY", key)
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(response.status(), 403, "{who}");
-        assert_eq!(
-            response.text().await.expect("a body"),
-            r#"{"detail":"You do not have permission to perform this action."}"#,
-            "{who}"
-        );
-        let status = list(&audit, key, listing(0, "")).await.expect_err(who);
-        assert_eq!(status.code(), Code::PermissionDenied, "{who}");
-    }
-    // Another instance's group filter on demo shows nothing of the other instance.
-    let filtered = ListMembershipEventsRequest {
-        group_id: other.group.get(),
-        ..listing(0, "")
-    };
-    assert!(
-        list(&audit, &demo.owner.key, filtered)
-            .await
-            .expect("a page")
-            .events
-            .is_empty()
-    );
-}
-
-#[tokio::test]
-async fn pages_are_one_snapshot_while_removals_continue() {
-    let world = World::new();
-    let stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
-    let seeded = world.seed("demo", 2, 60);
-    let key = world.demo.owner.key.clone();
-    let members = GroupMembersClient::new(channel(&stack.server).await);
-    let (first_group, first_user) = (seeded.groups.0, seeded.users.0);
-    // 40 removals before the listing starts.
-    for user in first_user..first_user + 40 {
-        remove(&members, &key, first_group, user, false)
-            .await
-            .expect("removed");
-    }
-    let audit = AuditClient::new(channel(&stack.server).await);
-    let page = list(&audit, &key, listing(7, ""))
-        .await
-        .expect("the first page");
-    let listed_at = database_now_micros(&world);
-    assert_eq!(page.events.len(), 7);
-    // Removals continue while the listing pages on, through both edges.
-    let more = tokio::spawn({
-        let members = members.clone();
-        let key = key.clone();
-        async move {
-            for user in first_user..first_user + 60 {
-                remove(&members, &key, first_group + 1, user, false)
-                    .await
-                    .expect("removed");
-            }
-        }
-    });
-    let mut seen: Vec<i64> = page.events.iter().map(|e| e.id).collect();
-    let mut token = page.next_page_token;
-    while !token.is_empty() {
-        let page = list(&audit, &key, listing(7, &token))
-            .await
-            .expect("a page");
-        seen.extend(page.events.iter().map(|e| e.id));
-        token = page.next_page_token;
-    }
-    more.await.expect("the removals");
-    // Newest first, nothing repeated, nothing skipped: exactly the 40 events that were there.
-    let before: Vec<i64> = event_rows(&world)
-        .into_iter()
-        .filter(|e| e.1 == first_group)
-        .map(|e| e.0)
-        .rev()
-        .collect();
-    assert_eq!(seen, before);
-    assert_eq!(event_rows(&world).len(), 100);
-    // A new listing shows the events that arrived meanwhile, all after the first page.
-    let fresh = list(&audit, &key, listing(1000, "")).await.expect("a page");
-    assert_eq!(fresh.events.len(), 100);
-    let newest = fresh.events[0].at.expect("a timestamp");
-    assert!(newest.seconds * 1_000_000 + i64::from(newest.nanos / 1000) > listed_at);
-
-    // REST pages the same way, through `next`, and keeps the filters in it.
-    let mut url = format!(
-        "{}/v1/instances/demo/audit/memberships/?group={first_group}&page_size=9",
-        stack.url()
-    );
-    let mut rest_seen = Vec::new();
-    loop {
-        let page: Value = http()
-            .get(&url)
-            .header("X-API-KEY", &key)
-            .send()
-            .await
-            .expect("an answer")
-            .json()
-            .await
-            .expect("JSON");
-        rest_seen.extend(
-            page["objects"]
-                .as_array()
-                .expect("objects")
-                .iter()
-                .map(|o| o["id"].as_i64().expect("an id")),
-        );
-        match page["next"].as_str() {
-            Some(next) => {
-                assert!(
-                    next.starts_with("/v1/instances/demo/audit/memberships/?page_size=9&group="),
-                    "{next}"
-                );
-                assert!(!next.contains("api_key"));
-                url = format!("{}{next}", stack.url());
-            }
-            None => break,
-        }
-    }
-    assert_eq!(rest_seen, before);
-
-    // A token is bound to its filters; anything else is the caller's error.
-    let mismatched = ListMembershipEventsRequest {
-        user_id: first_user,
-        ..listing(
-            7,
-            &list(&audit, &key, listing(7, ""))
-                .await
-                .expect("a page")
-                .next_page_token,
-        )
-    };
-    let status = list(&audit, &key, mismatched)
-        .await
-        .expect_err("a mismatched token");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    let violation = &status
-        .get_details_bad_request()
-        .expect("BadRequest")
-        .field_violations[0];
-    assert_eq!(violation.field, "page_token");
-    for query in [
-        "page_token=nonsense",
-        "page_size=101",
-        "page_size=0",
-        "group=-3",
-        "user=abc",
-    ] {
-        let response = http()
-            .get(format!(
-                "{}/v1.1/instances/demo/audit/memberships/?{query}",
-                stack.url()
-            ))
-            .header("X-API-KEY", &key)
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(response.status(), 400, "{query}");
-        assert_eq!(
-            response.text().await.expect("a body"),
-            r#"{"detail":"Incorrect page parameter provided."}"#
-        );
-    }
-    let status = list(&audit, &key, listing(-1, ""))
-        .await
-        .expect_err("a negative size");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(
-        list(&audit, &key, listing(5000, ""))
-            .await
-            .expect("read as 1000")
-            .events
-            .len(),
-        100
-    );
 }
 
 #[tokio::test]
