@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use std::sync::Mutex;
+
+use anyhow::{Context, anyhow};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use groups_pgembed::{Cluster, free_port, is_port_taken, watchdog};
+use groups_pgembed::{Config, Listen, Server, StopMode};
 use groups_store::provision;
 
 use crate::memberships::SeedLayout;
@@ -30,54 +32,48 @@ synchronous_commit = off
 full_page_writes = off
 ";
 
-/// Port collisions (another process taking the port we picked) are retried this often.
-const START_ATTEMPTS: usize = 5;
-
 /// A private PostgreSQL in the benchmark's work directory, stopped (and the work directory
-/// removed) by a watchdog once the benchmark ends, however it ends.
+/// removed) by its watchdog once the benchmark ends, however it ends.
 #[derive(Debug)]
 pub(crate) struct PrivatePostgres {
-    cluster: Cluster,
-    port: u16,
+    server: Mutex<Option<Server>>,
+    url: String,
+    data_dir: PathBuf,
 }
 
 impl PrivatePostgres {
     /// `initdb` into `work_dir/pg` and start on a free loopback port. Unless `keep`, the
-    /// watchdog also removes `work_dir` after the benchmark.
+    /// watchdog also removes the server's directory after the benchmark.
     pub(crate) fn start(
         work_dir: &Path,
         durable: bool,
         max_connections: u32,
         keep: bool,
     ) -> anyhow::Result<Self> {
-        let cluster = Cluster::new(&work_dir.join("pg")).map_err(|e| anyhow!(e))?;
-        // Armed before initdb, so a failed start leaves nothing running either.
-        watchdog::stop_after_exit(
-            &cluster.stop_command("immediate"),
-            (!keep).then_some(work_dir.as_os_str()),
-        )
-        .context("cannot start the clean-up watchdog (sh)")?;
         let settings = if durable {
             SETTINGS.to_owned()
         } else {
             format!("{SETTINGS}{FAST_SETTINGS}")
         };
-        cluster.init(&settings, durable).map_err(|e| anyhow!(e))?;
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port().map_err(|e| anyhow!(e))?;
-            match cluster.start(port, &format!("-c max_connections={max_connections}")) {
-                Ok(()) => return Ok(Self { cluster, port }),
-                Err(error) if is_port_taken(&error) => last_error = error,
-                Err(error) => bail!(error),
-            }
-        }
-        bail!(last_error)
+        let config = Config {
+            settings,
+            durable,
+            listen: Listen::Loopback,
+            max_connections: vec![max_connections],
+            on_exit: StopMode::Immediate,
+            remove_on_exit: !keep,
+        };
+        let server = Server::start(&work_dir.join("pg"), &config)?;
+        Ok(Self {
+            url: server.url("postgres"),
+            data_dir: server.data_dir(),
+            server: Mutex::new(Some(server)),
+        })
     }
 
     /// A URL of database `name` as the superuser.
     pub(crate) fn url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        self.url.replace("/postgres", &format!("/{name}"))
     }
 
     /// Creates an empty database and returns its URL.
@@ -91,12 +87,13 @@ impl PrivatePostgres {
 
     /// The data directory (its `postmaster.pid` names the server process).
     pub(crate) fn data_dir(&self) -> PathBuf {
-        self.cluster.data_dir()
+        self.data_dir.clone()
     }
 
     /// Stops the server (the watchdog then finds nothing left to stop).
     pub(crate) fn stop(&self) {
-        if let Err(error) = self.cluster.stop("fast") {
+        let server = self.server.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(Err(error)) = server.map(|server| server.stop(StopMode::Fast)) {
             eprintln!("groups-bench: stopping the private PostgreSQL: {error}");
         }
     }

@@ -4,6 +4,10 @@
 //! `google.rpc.ErrorInfo`; the gateway reads the reason back and answers REST. Neither edge
 //! ever matches on message text.
 
+/// What a caller is told of a failure of the service's own (a bug), by either edge: never any
+/// internals.
+pub const SERVER_ERROR_DETAIL: &str = "A server error occurred.";
+
 /// Result of a domain operation.
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
 

@@ -17,7 +17,7 @@ pub mod removal;
 
 pub use access::{Access, Lookup, Permission, Principal, Role, authorize};
 pub use audit::{EventsPage, EventsRequest, MembershipEvent, PageToken, Snapshot, UtcMicros};
-pub use error::{DomainError, FieldViolation, Reason, Result};
+pub use error::{DomainError, FieldViolation, Reason, Result, SERVER_ERROR_DETAIL};
 pub use ids::{GroupId, UserId};
 pub use instance::InstanceName;
 pub use key::{Credential, KeyDigest, KeyKind, PresentedKey, SecretKey};

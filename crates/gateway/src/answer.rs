@@ -23,7 +23,7 @@ const NOT_FOUND: &str = Reason::MembershipNotFound.detail();
 const BAD_PAGE: &str = "Incorrect page parameter provided.";
 const UNAVAILABLE: &str = Reason::DatabaseUnavailable.detail();
 const TIMED_OUT: &str = "Request timed out.";
-const SERVER_ERROR: &str = "A server error occurred.";
+const SERVER_ERROR: &str = groups_core::SERVER_ERROR_DETAIL;
 
 /// Set on a response that answers checks 2–4 (no such instance, no key, bad key): it counts
 /// against the caller's address (`crate::shield`).

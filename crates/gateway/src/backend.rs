@@ -156,6 +156,6 @@ fn not_started(status: &tonic::Status) -> bool {
 }
 
 /// The service whose health readiness follows.
-const GROUP_MEMBERS_SERVICE: &str = "groups.v1.GroupMembers";
+const GROUP_MEMBERS_SERVICE: &str = groups_proto::GROUP_MEMBERS_SERVICE;
 /// A readiness probe answers quickly, whatever the server does.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(1);

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use groups_core::{GroupId, InstanceName, UserId, UtcMicros};
+use groups_core::{GroupId, InstanceName, PageToken, UserId, UtcMicros};
 use serde::Serialize;
 
 use crate::answer::Answer;
@@ -211,11 +211,20 @@ impl ListQuery {
                 })
                 .ok_or(Answer::bad_page())?,
         };
+        let (group, user) = (group.and_then(GroupId::new), user.and_then(UserId::new));
+        // A token is checked here, with the other query values (check 1), not only by the
+        // server after the instance and the key: it must be one of ours, for these filters.
+        let page_token = value("page_token")?.unwrap_or_default();
+        if !page_token.is_empty() {
+            PageToken::decode(&page_token)
+                .filter(|token| token.group == group && token.user == user)
+                .ok_or(Answer::bad_page())?;
+        }
         Ok(Self {
-            group: group.and_then(GroupId::new),
-            user: user.and_then(UserId::new),
+            group,
+            user,
             page_size,
-            page_token: value("page_token")?.unwrap_or_default(),
+            page_token,
         })
     }
 }
@@ -262,6 +271,16 @@ mod tests {
         );
         assert_eq!(ListQuery::parse(None).unwrap().page_size, DEFAULT_PAGE_SIZE);
         assert_eq!(ListQuery::parse(Some("group=&user=")).unwrap().group, None);
+        let token = PageToken {
+            last_id: 9,
+            group: GroupId::new(3),
+            user: None,
+            snapshot: groups_core::Snapshot::parse("5:5:").unwrap(),
+        }
+        .encode();
+        let with = |query: &str| ListQuery::parse(Some(&format!("{query}&page_token={token}")));
+        assert_eq!(with("group=3").unwrap().page_token, token);
+        assert_eq!(with("group=4"), Err(Answer::bad_page()), "another filter");
         for bad in [
             "page_size=0",
             "page_size=101",
@@ -271,6 +290,7 @@ mod tests {
             "user=0",
             "group=1.5",
             "page_token=%FF",
+            "page_token=nonsense",
         ] {
             assert_eq!(
                 ListQuery::parse(Some(bad)),

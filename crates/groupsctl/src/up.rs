@@ -12,9 +12,7 @@ use anyhow::Context;
 use diesel::RunQueryDsl;
 use groups_core::{GroupId, UserId};
 use groups_gateway::GatewayConfig;
-use std::os::unix::fs::PermissionsExt;
-
-use groups_pgembed::{Cluster, RunAs, watchdog};
+use groups_pgembed::{Config, Listen, RunAs, Server, StopMode};
 use groups_server::ServerConfig;
 use groups_store::provision;
 use serde_json::json;
@@ -36,6 +34,9 @@ pub(crate) struct UpArgs {
     /// Requests a second allowed per instance at the gateway; 0 turns the limit off.
     #[arg(long, env = "GROUPS_RATE_LIMIT", default_value_t = groups_gateway::DEFAULT_RATE_LIMIT)]
     rate_limit: u32,
+    /// Failed authentications a second per client address at the gateway; 0 turns it off.
+    #[arg(long, env = "GROUPS_AUTH_FAILURE_LIMIT", default_value_t = groups_gateway::DEFAULT_AUTH_FAILURE_LIMIT)]
+    auth_failure_limit: u32,
 }
 
 /// The demo instance `up` provisions on first run.
@@ -181,6 +182,7 @@ async fn serve(database_url: &str, args: &UpArgs, demo: Demo) -> anyhow::Result<
     let gateway_config = GatewayConfig {
         server_url: format!("http://{grpc_addr}"),
         rate_limit: args.rate_limit,
+        auth_failure_limit: args.auth_failure_limit,
         ..GatewayConfig::default()
     };
     let gateway = tokio::spawn(groups_gateway::run(rest, gateway_config, async move {
@@ -259,7 +261,7 @@ fn data_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = given {
         return Ok(dir.to_path_buf());
     }
-    if RunAs::detect().map_err(anyhow::Error::msg)? != RunAs::Me {
+    if RunAs::detect()? != RunAs::Me {
         return Ok(PathBuf::from("/var/lib/groups"));
     }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
@@ -276,85 +278,49 @@ fn data_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// local user can connect, whatever the authentication says.
 #[derive(Debug)]
 struct PrivatePostgres {
-    cluster: Cluster,
+    server: Server,
     database_url: String,
-    /// Stops the server if this process dies; dismissed after a clean stop, so that it cannot
-    /// stop the server of a later `up` on the same data directory.
-    watchdog: std::process::Child,
 }
 
 impl PrivatePostgres {
     fn start(dir: &Path) -> anyhow::Result<Self> {
-        let cluster = Cluster::new(&dir.join("postgres")).map_err(anyhow::Error::msg)?;
-        if cluster.is_running() {
-            anyhow::bail!(
-                "a PostgreSQL already runs on {} (another `groupsctl up`?); stop it first",
-                cluster.data_dir().display()
-            );
+        let dir = dir.join("postgres");
+        if !dir.join("data/PG_VERSION").is_file() {
+            eprintln!("initialising PostgreSQL in {}", dir.join("data").display());
         }
-        if !cluster.is_initialized() {
-            eprintln!(
-                "initialising PostgreSQL in {}",
-                cluster.data_dir().display()
-            );
-            cluster.init("", true).map_err(anyhow::Error::msg)?;
-        }
-        // The socket lives in the cluster's directory: only its owner (or root) may enter.
-        std::fs::set_permissions(cluster.dir(), std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {}", cluster.dir().display()))?;
-        // Stops the server even if this process is killed; a clean exit stops it first.
-        let mut watchdog = watchdog::stop_after_exit(&cluster.stop_command("fast"), None)
-            .context("cannot start the clean-up watchdog (sh)")?;
-        // No TCP listener, whatever postgresql.conf says (older data directories listened on
-        // loopback); the port only names the socket file, which no other server shares.
-        if let Err(error) = cluster.start(SOCKET_PORT, "-c listen_addresses=''") {
-            let _ = watchdog.kill();
-            anyhow::bail!(error)
-        }
-        match create_database(cluster.dir()) {
+        let config = Config {
+            settings: String::new(),
+            durable: true,
+            listen: Listen::SocketOnly,
+            max_connections: Vec::new(),
+            // Stopped cleanly by `up`; by its watchdog if `up` is killed.
+            on_exit: StopMode::Fast,
+            remove_on_exit: false,
+        };
+        let server = Server::start(&dir, &config)?;
+        match create_database(&server) {
             Ok(database_url) => Ok(Self {
-                cluster,
+                server,
                 database_url,
-                watchdog,
             }),
             Err(error) => {
-                let _ = cluster.stop("fast");
-                let _ = watchdog.kill();
+                let _ = server.stop(StopMode::Fast);
                 Err(error)
             }
         }
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
         eprintln!("stopping PostgreSQL");
-        if let Err(error) = self.cluster.stop("fast") {
+        if let Err(error) = self.server.stop(StopMode::Fast) {
             eprintln!("warning: {error}");
         }
-        let _ = self.watchdog.kill();
-        let _ = self.watchdog.wait();
     }
 }
 
-/// The port of the private server: it only names the Unix socket (`.s.PGSQL.5432`).
-const SOCKET_PORT: u16 = 5432;
-
-/// The URL of database `name` through the socket in `dir`.
-fn socket_url(dir: &Path, name: &str) -> String {
-    let dir = dir.to_string_lossy();
-    let dir = percent_encoding::utf8_percent_encode(&dir, PATH_IN_QUERY);
-    format!("postgres://postgres@/{name}?host={dir}&port={SOCKET_PORT}")
-}
-
-/// What a socket directory must escape in a URL's query (a path's `/` may stay).
-const PATH_IN_QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'.')
-    .remove(b'-')
-    .remove(b'_');
-
 /// Makes sure database `groups` exists and returns its URL.
-fn create_database(socket_dir: &Path) -> anyhow::Result<String> {
-    let mut conn = groups_store::connect(&socket_url(socket_dir, "postgres"))?;
+fn create_database(server: &Server) -> anyhow::Result<String> {
+    let mut conn = groups_store::connect(&server.url("postgres"))?;
     #[derive(diesel::QueryableByName)]
     struct Exists {
         #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -367,26 +333,12 @@ fn create_database(socket_dir: &Path) -> anyhow::Result<String> {
     if !found.exists {
         diesel::sql_query("CREATE DATABASE groups").execute(&mut conn)?;
     }
-    Ok(socket_url(socket_dir, "groups"))
+    Ok(server.url("groups"))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use super::{socket_url, without_password};
-
-    #[test]
-    fn socket_urls_name_the_directory() {
-        assert_eq!(
-            socket_url(Path::new("/var/lib/groups/postgres"), "groups"),
-            "postgres://postgres@/groups?host=/var/lib/groups/postgres&port=5432"
-        );
-        assert_eq!(
-            socket_url(Path::new("/tmp/a b&c"), "postgres"),
-            "postgres://postgres@/postgres?host=/tmp/a%20b%26c&port=5432"
-        );
-    }
+    use super::without_password;
 
     #[test]
     fn printed_urls_hide_the_password() {

@@ -1,6 +1,6 @@
 //! `groupsctl up` as a person runs it: first run provisions and prints the key once, the printed
-//! curl works, Ctrl-C stops everything (PostgreSQL included) with exit 0, and a second run on the
-//! same data directory keeps the data.
+//! curl works, its PostgreSQL is reachable by nobody else, Ctrl-C stops everything (PostgreSQL
+//! included) with exit 0, and a second run on the same data directory keeps the data.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -94,6 +94,41 @@ fn interrupt(mut child: Child) -> std::process::ExitStatus {
     }
 }
 
+/// The private PostgreSQL listens on no TCP address, only on a Unix socket in a directory that
+/// only its owner may enter; the printed URL reaches it through that socket.
+fn closed_to_others(data_dir: &Path, database_url: &str) {
+    use diesel::RunQueryDsl;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = data_dir
+        .join("postgres")
+        .canonicalize()
+        .expect("the server's directory");
+    let mode = std::fs::metadata(&dir)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{} is {mode:o}", dir.display());
+    assert!(dir.join(".s.PGSQL.5432").exists(), "the socket is in it");
+    assert!(
+        database_url.starts_with("postgres://postgres@/groups?host="),
+        "{database_url}"
+    );
+    assert!(
+        database_url.contains(&*dir.to_string_lossy()),
+        "{database_url}"
+    );
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        listen_addresses: String,
+    }
+    let mut conn = groups_store::connect(database_url).expect("the printed URL connects");
+    let setting: Setting = diesel::sql_query("SHOW listen_addresses")
+        .get_result(&mut conn)
+        .expect("a setting");
+    assert_eq!(setting.listen_addresses, "", "no TCP listener");
+}
+
 fn postmaster_running(data_dir: &Path) -> bool {
     data_dir.join("postgres/data/postmaster.pid").exists()
 }
@@ -134,6 +169,7 @@ fn up_serves_the_demo_stops_cleanly_and_keeps_its_data() {
         (404, r#"{"detail":"Not found"}"#.to_owned())
     );
     assert!(postmaster_running(&data_dir));
+    closed_to_others(&data_dir, summary["database_url"].as_str().expect("a URL"));
     assert!(
         interrupt(first.0.take().unwrap()).success(),
         "Ctrl-C exits 0"

@@ -1,23 +1,74 @@
-//! A private PostgreSQL run from the machine's own server binaries, for `groupsctl up`, the
-//! benchmark and the tests.
+//! A private PostgreSQL run from the machine's own server binaries: the one way `groupsctl up`,
+//! the tests and the benchmark start one.
 //!
-//! [`PgBinaries::find`] looks on `PATH`, then in the usual per-version directories
-//! (`/usr/lib/postgresql/*/bin`, ...). PostgreSQL refuses to run as root, so [`RunAs`] hands the
-//! binaries to the `postgres` OS user when this process is root; a developer's laptop runs them
-//! directly. [`Cluster`] is one data directory: `init`, `start`, `stop`. [`watchdog`] stops what
-//! this process started when it is gone, even if it was killed.
+//! [`Server::start`] finds the binaries ([`PgBinaries::find`]: `PATH`, then the usual
+//! per-version directories), creates the data directory when it is new, arms a [`watchdog`]
+//! that stops the server once this process is gone (even killed), and starts it on a free
+//! loopback port (retried when another process takes the port first) or on a Unix socket only.
+//! PostgreSQL refuses to run as root, so [`RunAs`] hands the binaries to the `postgres` OS user
+//! when this process is root; a developer's laptop runs them directly.
 
 pub mod watchdog;
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
-/// Errors are sentences for a person: what failed and what to do about it.
-pub type Result<T, E = String> = std::result::Result<T, E>;
+/// What can go wrong, each with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `initdb`, `pg_ctl` and `postgres` anywhere we look.
+    #[error(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH or under \
+         /usr/lib/postgresql/*/bin; install PostgreSQL (Debian: apt install postgresql) or give a \
+         database URL"
+    )]
+    NoBinaries,
+    /// Running as root without a `postgres` OS user to hand the server to.
+    #[error("running as root, and PostgreSQL will not: need an OS user `postgres` ({0})")]
+    NoPostgresUser(String),
+    /// A server already runs on the data directory.
+    #[error("a PostgreSQL already runs on {0} (another process?); stop it first")]
+    AlreadyRunning(PathBuf),
+    /// A file operation or a program failed to run.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A program ran and failed; `output` is what it (and the server's log) said.
+    #[error("{what} failed ({status}):\n{output}")]
+    Failed {
+        /// The program.
+        what: &'static str,
+        /// Its exit status.
+        status: String,
+        /// Its output, and the new part of the server's log.
+        output: String,
+    },
+    /// Every port tried was taken by someone else before the server could bind it.
+    #[error("no free port after {attempts} tries; last:\n{last}")]
+    PortsTaken {
+        /// Ports tried.
+        attempts: usize,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// Result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
 
 /// Where `initdb`, `pg_ctl` and `postgres` (and their siblings, such as `pgbench`) are.
 #[derive(Debug, Clone)]
@@ -29,46 +80,35 @@ impl PgBinaries {
     /// `PATH` first; else the newest of the usual per-version install directories.
     pub fn find() -> Result<Self> {
         const NEEDED: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
-        if let Some(path) = std::env::var_os("PATH") {
-            for dir in std::env::split_paths(&path) {
-                if NEEDED.iter().all(|b| dir.join(b).is_file()) {
-                    return Ok(Self { dir });
-                }
-            }
+        let has_all = |dir: &Path| NEEDED.iter().all(|b| dir.join(b).is_file());
+        if let Some(path) = std::env::var_os("PATH")
+            && let Some(dir) = std::env::split_paths(&path).find(|dir| has_all(dir))
+        {
+            return Ok(Self { dir });
         }
         // Debian/Ubuntu, RHEL and Homebrew (keg-only) layouts keep one directory per version.
-        let patterns: [(&str, &str, &str); 4] = [
-            ("/usr/lib/postgresql", "", "bin"),
-            ("/usr", "pgsql-", "bin"),
-            ("/opt/homebrew/opt", "postgresql@", "bin"),
-            ("/usr/local/opt", "postgresql@", "bin"),
+        let patterns = [
+            ("/usr/lib/postgresql", ""),
+            ("/usr", "pgsql-"),
+            ("/opt/homebrew/opt", "postgresql@"),
+            ("/usr/local/opt", "postgresql@"),
         ];
         let mut found: Vec<(Vec<u32>, PathBuf)> = Vec::new();
-        for (parent, prefix, bin) in patterns {
-            let Ok(entries) = fs::read_dir(parent) else {
-                continue;
-            };
-            for entry in entries.flatten() {
+        for (parent, prefix) in patterns {
+            for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let Some(version) = name.strip_prefix(prefix) else {
                     continue;
                 };
                 let version: Option<Vec<u32>> =
                     version.split('.').map(|p| p.parse().ok()).collect();
-                let dir = entry.path().join(bin);
-                if let Some(version) = version
-                    && NEEDED.iter().all(|b| dir.join(b).is_file())
-                {
+                let dir = entry.path().join("bin");
+                if let Some(version) = version.filter(|_| has_all(&dir)) {
                     found.push((version, dir));
                 }
             }
         }
-        let (_, dir) = found.into_iter().max().ok_or_else(|| {
-            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH or under \
-             /usr/lib/postgresql/*/bin; install PostgreSQL (Debian: apt install postgresql) \
-             or give a database URL"
-                .to_owned()
-        })?;
+        let (_, dir) = found.into_iter().max().ok_or(Error::NoBinaries)?;
         Ok(Self { dir })
     }
 
@@ -99,9 +139,7 @@ impl RunAs {
         if id(&["-u"])? != 0 {
             return Ok(Self::Me);
         }
-        let uid = id(&["-u", "postgres"]).map_err(|e| {
-            format!("running as root, and PostgreSQL will not: need an OS user `postgres` ({e})")
-        })?;
+        let uid = id(&["-u", "postgres"]).map_err(|e| Error::NoPostgresUser(e.to_string()))?;
         let gid = id(&["-g", "postgres"])?;
         Ok(Self::Postgres { uid, gid })
     }
@@ -122,54 +160,248 @@ impl RunAs {
         let mut words = self.prefix();
         words.push(program.as_os_str().to_owned());
         let mut command = Command::new(&words[0]);
-        command.args(&words[1..]);
-        command.current_dir(dir);
+        command.args(&words[1..]).current_dir(dir);
         command
     }
 
-    /// Creates `dir` (and its parents) and makes it this user's.
-    pub fn create_dir(self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    /// Creates `dir` (and its parents) and makes it this user's, readable by nobody else.
+    fn create_private_dir(self, dir: &Path) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
         if let Self::Postgres { uid, gid } = self {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot give {} to postgres: {e}", dir.display()))?;
+                .map_err(io(format!("give {} to postgres", dir.display())))?;
         }
-        Ok(())
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io(format!("restrict {}", dir.display())))
     }
 }
 
-/// One PostgreSQL data directory, and the server running on it.
+/// How clients reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// TCP on 127.0.0.1, a free port (and the Unix socket).
+    Loopback,
+    /// Only the Unix socket, in the server's directory: mode 0700, so only this user (or root)
+    /// can connect, whatever the authentication says.
+    SocketOnly,
+}
+
+/// How a server stops: `pg_ctl stop -m MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Disconnect clients, shut down cleanly.
+    Fast,
+    /// Abort at once (recovery at the next start).
+    Immediate,
+}
+
+impl StopMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Immediate => "immediate",
+        }
+    }
+}
+
+/// How to start a [`Server`].
 #[derive(Debug, Clone)]
-pub struct Cluster {
+pub struct Config {
+    /// Appended to `postgresql.conf` when the data directory is created.
+    pub settings: String,
+    /// Whether `initdb` syncs to disk (off for throw-away servers).
+    pub durable: bool,
+    /// TCP or the socket only.
+    pub listen: Listen,
+    /// `max_connections` values tried in turn (the first the machine can start with); empty:
+    /// the server's default.
+    pub max_connections: Vec<u32>,
+    /// What the watchdog does if this process dies without stopping the server.
+    pub on_exit: StopMode,
+    /// Whether the watchdog also deletes the directory (a throw-away server).
+    pub remove_on_exit: bool,
+}
+
+/// A running private server. Stop it with [`Server::stop`]; if this process goes first, its
+/// watchdog stops it.
+#[derive(Debug)]
+pub struct Server {
     bin: PgBinaries,
     run_as: RunAs,
     /// Holds `data/`, the log and the Unix socket.
     dir: PathBuf,
+    port: u16,
+    listen: Listen,
+    watchdog: Child,
 }
 
-impl Cluster {
-    /// A cluster living in `dir` (created if needed). Nothing is started.
-    pub fn new(dir: &Path) -> Result<Self> {
+/// Tries of a free port taken by another process before the server could bind it.
+const PORT_ATTEMPTS: usize = 5;
+
+/// The port of a socket-only server: it only names the socket file, which no other server
+/// shares (the directory is the server's own).
+const SOCKET_PORT: u16 = 5432;
+
+impl Server {
+    /// Starts a server on the cluster in `dir` (created and initialised when new).
+    pub fn start(dir: &Path, config: &Config) -> Result<Self> {
         let bin = PgBinaries::find()?;
         let run_as = RunAs::detect()?;
-        run_as.create_dir(dir)?;
+        run_as.create_private_dir(dir)?;
         let dir = dir
             .canonicalize()
-            .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
-        Ok(Self { bin, run_as, dir })
+            .map_err(io(format!("resolve {}", dir.display())))?;
+        let data = dir.join("data");
+        let pg_ctl = |args: &[&str]| {
+            run_as
+                .command(&bin.program("pg_ctl"), &dir)
+                .arg("-D")
+                .arg(&data)
+                .args(args)
+                .output()
+        };
+        if pg_ctl(&["status"]).is_ok_and(|out| out.status.success()) {
+            return Err(Error::AlreadyRunning(data));
+        }
+        // Armed before anything starts: even a failed start leaves nothing behind.
+        let mut stop = run_as.prefix();
+        stop.extend([
+            bin.program("pg_ctl").into(),
+            "-D".into(),
+            data.clone().into(),
+        ]);
+        stop.extend(["stop".into(), "-m".into(), config.on_exit.as_str().into()]);
+        let remove = config.remove_on_exit.then_some(dir.as_os_str());
+        let watchdog =
+            watchdog::stop_after_exit(&stop, remove).map_err(io("start the watchdog (sh)"))?;
+        let mut server = Self {
+            bin,
+            run_as,
+            dir,
+            port: SOCKET_PORT,
+            listen: config.listen,
+            watchdog,
+        };
+        let started = server.init_if_new(config).and_then(|()| server.run(config));
+        if let Err(error) = started {
+            let _ = server.watchdog.kill();
+            return Err(error);
+        }
+        Ok(server)
     }
 
-    /// The server's binaries.
-    pub fn binaries(&self) -> &PgBinaries {
-        &self.bin
+    fn init_if_new(&self, config: &Config) -> Result<()> {
+        if self.data_dir().join("PG_VERSION").is_file() {
+            return Ok(());
+        }
+        let mut initdb = self.command("initdb");
+        initdb.arg("-D").arg(self.data_dir());
+        initdb.args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"]);
+        if !config.durable {
+            initdb.arg("--no-sync");
+        }
+        check(initdb.output(), "initdb", String::new)?;
+        let socket_dir = self.dir.to_string_lossy().replace('\'', "''");
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data_dir().join("postgresql.conf"))
+            .map_err(io("open postgresql.conf"))?;
+        writeln!(
+            conf,
+            "\nunix_socket_directories = '{socket_dir}'\n{}",
+            config.settings
+        )
+        .map_err(io("write postgresql.conf"))
     }
 
-    /// Who runs them.
-    pub fn run_as(&self) -> RunAs {
-        self.run_as
+    /// Starts the server: each `max_connections` in turn, each on a few free ports.
+    fn run(&mut self, config: &Config) -> Result<()> {
+        let limits: Vec<Option<u32>> = if config.max_connections.is_empty() {
+            vec![None]
+        } else {
+            config.max_connections.iter().copied().map(Some).collect()
+        };
+        let mut last = None;
+        for limit in limits {
+            for _ in 0..PORT_ATTEMPTS {
+                let port = match self.listen {
+                    Listen::Loopback => free_port()?,
+                    Listen::SocketOnly => SOCKET_PORT,
+                };
+                let mut options = match self.listen {
+                    Listen::Loopback => format!("-p {port} -c listen_addresses=127.0.0.1"),
+                    Listen::SocketOnly => format!("-p {port} -c listen_addresses=''"),
+                };
+                if let Some(limit) = limit {
+                    let _ = write!(options, " -c max_connections={limit}");
+                }
+                match self.pg_ctl_start(&options) {
+                    Ok(()) => {
+                        self.port = port;
+                        return Ok(());
+                    }
+                    Err(Error::Failed { output, .. })
+                        if self.listen == Listen::Loopback && port_taken(&output) =>
+                    {
+                        last = Some(Error::PortsTaken {
+                            attempts: PORT_ATTEMPTS,
+                            last: output,
+                        });
+                    }
+                    Err(error) => {
+                        last = Some(error);
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or(Error::NoBinaries))
     }
 
-    /// The directory holding the cluster.
+    fn pg_ctl_start(&self, options: &str) -> Result<()> {
+        let log = self.log_file();
+        let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let output = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", options, "start"])
+            .output();
+        check(output, "pg_ctl start", || {
+            format!("--- postgres.log ---\n{}", read_from(&log, log_start))
+        })
+    }
+
+    /// Stops the server and dismisses the watchdog.
+    pub fn stop(mut self, mode: StopMode) -> Result<()> {
+        let output = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["stop", "-w", "-m", mode.as_str()])
+            .output();
+        let stopped = check(output, "pg_ctl stop", String::new);
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+        stopped
+    }
+
+    /// The URL of `database` as the superuser `postgres`: TCP, or the socket's directory.
+    pub fn url(&self, database: &str) -> String {
+        match self.listen {
+            Listen::Loopback => format!("postgres://postgres@127.0.0.1:{}/{database}", self.port),
+            Listen::SocketOnly => format!(
+                "postgres://postgres@/{database}?host={}&port={}",
+                query_escaped(&self.dir.to_string_lossy()),
+                self.port
+            ),
+        }
+    }
+
+    /// The directory holding the data, the log and the socket.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -179,150 +411,107 @@ impl Cluster {
         self.dir.join("data")
     }
 
-    /// The server log.
+    /// The server's log.
     pub fn log_file(&self) -> PathBuf {
         self.dir.join("postgres.log")
     }
 
-    /// Whether `initdb` has run here.
-    pub fn is_initialized(&self) -> bool {
-        self.data_dir().join("PG_VERSION").is_file()
+    /// The server's binaries (for `pgbench`, say) and who runs them.
+    pub fn binaries(&self) -> (&PgBinaries, RunAs) {
+        (&self.bin, self.run_as)
     }
 
-    /// `initdb` with trust authentication for the local `postgres` superuser, UTF-8, locale C,
-    /// and `settings` appended to `postgresql.conf` (the socket lives in the cluster directory,
-    /// and the server listens on loopback only).
-    pub fn init(&self, settings: &str, durable: bool) -> Result<()> {
-        let mut initdb = self.run_as.command(&self.bin.program("initdb"), &self.dir);
-        initdb.arg("-D").arg(self.data_dir()).args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ]);
-        if !durable {
-            initdb.arg("--no-sync");
-        }
-        check(initdb.output(), "initdb")?;
-        let socket_dir = self.dir.to_string_lossy().replace('\'', "''");
-        let mut conf = fs::OpenOptions::new()
-            .append(true)
-            .open(self.data_dir().join("postgresql.conf"))
-            .map_err(|e| format!("cannot open postgresql.conf: {e}"))?;
-        writeln!(
-            conf,
-            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket_dir}'\n{settings}"
-        )
-        .map_err(|e| format!("cannot write postgresql.conf: {e}"))
-    }
-
-    /// Starts the server on `port` and waits until it accepts connections. `options` are extra
-    /// server options (`-c name=value ...`). On failure the error holds the new part of the log.
-    pub fn start(&self, port: u16, options: &str) -> Result<()> {
-        let log = self.log_file();
-        let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        let output = self
-            .run_as
-            .command(&self.bin.program("pg_ctl"), &self.dir)
-            .arg("-D")
-            .arg(self.data_dir())
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "60", "-o"])
-            .arg(format!("-p {port} {options}"))
-            .arg("start")
-            .output();
-        check(output, "pg_ctl start")
-            .map_err(|e| format!("{e}\n--- postgres.log ---\n{}", read_from(&log, log_start)))
-    }
-
-    /// Whether a server runs on this data directory (`pg_ctl status`).
-    pub fn is_running(&self) -> bool {
-        self.pg_ctl(&["status"])
-            .is_ok_and(|output| output.status.success())
-    }
-
-    /// Stops the server: `mode` is `smart`, `fast` (disconnect clients, clean shut-down) or
-    /// `immediate`.
-    pub fn stop(&self, mode: &str) -> Result<()> {
-        check(self.pg_ctl(&["stop", "-w", "-m", mode]), "pg_ctl stop")
-    }
-
-    /// The command that stops the server (`fast`), for a [`watchdog`].
-    pub fn stop_command(&self, mode: &str) -> Vec<OsString> {
-        let mut words = self.run_as.prefix();
-        words.extend([
-            self.bin.program("pg_ctl").into_os_string(),
-            "-D".into(),
-            self.data_dir().into_os_string(),
-            "stop".into(),
-            "-m".into(),
-            mode.into(),
-        ]);
-        words
-    }
-
-    fn pg_ctl(&self, args: &[&str]) -> std::io::Result<Output> {
-        self.run_as
-            .command(&self.bin.program("pg_ctl"), &self.dir)
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(args)
-            .output()
+    fn command(&self, program: &str) -> Command {
+        self.run_as.command(&self.bin.program(program), &self.dir)
     }
 }
 
 /// A loopback port that was free a moment ago.
-pub fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+fn free_port() -> Result<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(io("find a free port"))
 }
 
-/// Whether a start failure was a port collision (worth retrying on another port).
-pub fn is_port_taken(error: &str) -> bool {
-    error.contains("could not bind") || error.contains("already in use")
+/// Whether a failed start says the port was taken (PostgreSQL only says so in its log).
+fn port_taken(output: &str) -> bool {
+    output.contains("could not bind") || output.contains("already in use")
+}
+
+/// `text` with everything but `A-Z a-z 0-9 / . - _` percent-encoded, for a URL's query.
+fn query_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/._-".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 fn id(args: &[&str]) -> Result<u32> {
     let output = Command::new("id")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run id: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "id {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    text.trim()
-        .parse()
-        .map_err(|_| format!("id {} printed {text:?}", args.join(" ")))
+        .map_err(io("run id"))?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    check(Ok(output), "id", String::new)?;
+    text.parse().map_err(|_| Error::Failed {
+        what: "id",
+        status: "0".into(),
+        output: format!("id {} printed {text:?}", args.join(" ")),
+    })
 }
 
-fn check(output: std::io::Result<Output>, what: &str) -> Result<()> {
-    let output = output.map_err(|e| format!("cannot run {what}: {e}"))?;
+/// `Ok` when the program succeeded; else its output and `more` (read only then).
+fn check(
+    output: std::io::Result<Output>,
+    what: &'static str,
+    more: impl FnOnce() -> String,
+) -> Result<()> {
+    let output = output.map_err(io(format!("run {what}")))?;
     if output.status.success() {
         return Ok(());
     }
-    Err(format!(
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
+    Err(Error::Failed {
+        what,
+        status: output.status.to_string(),
+        output: format!(
+            "{}{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            more()
+        ),
+    })
 }
 
 fn read_from(path: &Path, offset: u64) -> String {
     let bytes = fs::read(path).unwrap_or_default();
     let start = usize::try_from(offset).unwrap_or(0).min(bytes.len());
     String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_directories_are_escaped_for_a_query() {
+        assert_eq!(
+            query_escaped("/var/lib/groups/postgres"),
+            "/var/lib/groups/postgres"
+        );
+        assert_eq!(query_escaped("/tmp/a b&c"), "/tmp/a%20b%26c");
+    }
+
+    #[test]
+    fn port_collisions_are_told_from_other_failures() {
+        assert!(port_taken(
+            "LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use"
+        ));
+        assert!(!port_taken("FATAL:  data directory has wrong ownership"));
+    }
 }

@@ -204,15 +204,14 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 pings to each client: a dead peer is noticed within twice this.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(5);
 
-/// The full name of the removal service, as health checks and reflection spell it.
-pub const GROUP_MEMBERS_SERVICE: &str = "groups.v1.GroupMembers";
+pub use groups_proto::GROUP_MEMBERS_SERVICE;
 
 /// Every name `grpc.health.v1` answers for: the server (`""`) and each service of `groups.v1`.
 pub const HEALTH_SERVICES: [&str; 4] = [
     "",
-    GROUP_MEMBERS_SERVICE,
-    "groups.v1.Directory",
-    "groups.v1.Audit",
+    groups_proto::GROUP_MEMBERS_SERVICE,
+    groups_proto::DIRECTORY_SERVICE,
+    groups_proto::AUDIT_SERVICE,
 ];
 
 /// Keeps `grpc.health.v1` truthful: SERVING (overall and for each service) only while the

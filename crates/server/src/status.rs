@@ -12,7 +12,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub(crate) const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// The message of every INTERNAL this service answers itself.
-const SERVER_ERROR: &str = "A server error occurred.";
+const SERVER_ERROR: &str = groups_core::SERVER_ERROR_DETAIL;
 
 /// tonic answers a request whose message is missing or cut short with INTERNAL before any codec
 /// of ours runs, and one over its 4 MiB decoding limit with OUT_OF_RANGE (no `ErrorInfo`);

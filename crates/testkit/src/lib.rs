@@ -18,11 +18,9 @@
 //!   suites both run.
 
 mod binaries;
-mod cluster;
-mod database_url;
+mod db_server;
 mod fault_proxy;
 mod otlp_sink;
-mod private_server;
 mod service;
 pub mod spec;
 mod test_db;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use diesel::PgConnection;
 
-use crate::cluster::Cluster;
+use crate::db_server::DbServer;
 
 /// A fresh database with the current schema, cloned from the template migrated once per test
 /// process. Dropping it drops the database, disconnecting anyone still connected.
@@ -20,9 +20,9 @@ pub struct TestDb {
 impl TestDb {
     /// Creates the database. Panics when there is no server to create it on, saying why.
     pub fn new() -> Self {
-        let (name, url) = Cluster::get()
+        let (name, url) = DbServer::get()
             .create_database()
-            .unwrap_or_else(|e| panic!("groups-testkit: {e}"));
+            .unwrap_or_else(|e| panic!("groups-testkit: {e:#}"));
         Self { name, url }
     }
 
@@ -44,14 +44,14 @@ impl TestDb {
 
     /// The database server's TCP address: the upstream of a [`crate::FaultProxy`].
     pub fn server_addr(&self) -> SocketAddr {
-        Cluster::get()
+        DbServer::get()
             .socket_addr()
             .unwrap_or_else(|e| panic!("groups-testkit: {e}"))
     }
 
     /// The database's URL with the server reached at `address` instead (a proxy's).
     pub fn url_via(&self, address: SocketAddr) -> String {
-        Cluster::get().url_via(&self.name, address)
+        DbServer::get().url_via(&self.name, address)
     }
 }
 
@@ -73,8 +73,8 @@ impl fmt::Debug for TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         // Never panic here: a panic while a failed test unwinds would abort the whole run.
-        if let Err(e) = Cluster::get().drop_database(&self.name) {
-            eprintln!("groups-testkit: {e}");
+        if let Err(e) = DbServer::get().drop_database(&self.name) {
+            eprintln!("groups-testkit: {e:#}");
         }
     }
 }

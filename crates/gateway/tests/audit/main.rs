@@ -16,8 +16,8 @@ use groups_proto::{
 };
 use groups_testkit::{Role, ServiceCommand, ServiceProcess, Stack, UserId, World, spawn_stack};
 use serde_json::Value;
-use tonic::transport::Channel;
 use tonic::Status;
+use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -1,18 +1,21 @@
-//! The PostgreSQL server of this test process (`TEST_DATABASE_URL`'s, or a private one) and its
-//! migrated template database, set up once and shared by every test thread.
+//! The PostgreSQL server of this test process (`TEST_DATABASE_URL`'s, or a private one started
+//! with `groups_pgembed`) and its migrated template database, set up once and shared by every
+//! test thread.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::{Context, anyhow};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-
-use crate::database_url::DatabaseUrl;
-use crate::private_server::PrivateServer;
+use groups_pgembed::{Config, Listen, RunAs, Server, StopMode};
+use url::Url;
 
 /// Names this crate gives databases on a shared server start with one of these, followed by
 /// `<unix seconds>_<tag>`: the age lets a later run sweep what an aborted one left behind.
@@ -24,45 +27,58 @@ const TEST_PREFIX: &str = "groups_test_";
 /// drops nothing. No test process runs for hours.
 const STALE_AFTER: Duration = Duration::from_secs(3 * 60 * 60);
 
+/// Settings of a private server: durability off (a crash only loses test data), no background
+/// work that competes with the tests, no parallel query workers (their dynamic shared memory
+/// overflows the small `/dev/shm` of containers).
+const SETTINGS: &str = "
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+autovacuum = off
+jit = off
+max_parallel_workers_per_gather = 0
+";
+
+/// Connection limits to try in turn: enough for many pools in parallel tests, then what a
+/// small machine (macOS' default System V semaphore limits) can start with.
+const MAX_CONNECTIONS: [u32; 2] = [400, 100];
+
 /// The server and template every `TestDb` of this process clones.
 #[derive(Debug)]
-pub(crate) struct Cluster {
+pub(crate) struct DbServer {
     /// A database to connect to for CREATE/DROP DATABASE.
-    admin: DatabaseUrl,
+    admin: Url,
     template: String,
     /// `<unix seconds>_<random>`: unique to this process, even across machines sharing a server.
     run: String,
     next_db: AtomicU64,
     /// PostgreSQL refuses to clone a template that another session is cloning at the same time.
     clone_lock: Mutex<()>,
-    /// The server this process started, if it did; its watchdog stops it after the process.
-    private: Option<PrivateServer>,
+    /// The server this process started, if it did; its watchdog stops it (and removes its
+    /// directory) once the process is gone.
+    private: Option<Server>,
 }
 
-impl Cluster {
-    /// The process-wide cluster, set up on first use. Panics when it cannot be set up; every
+impl DbServer {
+    /// The process-wide server, set up on first use. Panics when it cannot be set up; every
     /// later caller panics with the same message rather than retrying a slow failure.
-    pub(crate) fn get() -> &'static Cluster {
-        static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-        match CLUSTER.get_or_init(Cluster::set_up) {
-            Ok(cluster) => cluster,
+    pub(crate) fn get() -> &'static DbServer {
+        static SERVER: OnceLock<Result<DbServer, String>> = OnceLock::new();
+        match SERVER.get_or_init(|| DbServer::set_up().map_err(|e| format!("{e:#}"))) {
+            Ok(server) => server,
             Err(message) => panic!("groups-testkit: no test database server: {message}"),
         }
     }
 
-    fn set_up() -> Result<Self, String> {
+    fn set_up() -> anyhow::Result<Self> {
         let external = std::env::var("TEST_DATABASE_URL")
             .ok()
             .filter(|url| !url.is_empty());
         let (admin, private) = match external {
-            Some(url) => {
-                let admin =
-                    DatabaseUrl::parse(&url).map_err(|e| format!("TEST_DATABASE_URL: {e}"))?;
-                (admin, None)
-            }
+            Some(url) => (Url::parse(&url).context("TEST_DATABASE_URL")?, None),
             None => {
-                let server = PrivateServer::start()?;
-                (DatabaseUrl::parse(&server.admin_url())?, Some(server))
+                let server = start_private()?;
+                (Url::parse(&server.url("postgres"))?, Some(server))
             }
         };
         let started = SystemTime::now()
@@ -70,7 +86,7 @@ impl Cluster {
             .unwrap_or_default()
             .as_secs();
         let run = format!("{started}_{}", random_tag());
-        let cluster = Self {
+        let server = Self {
             template: format!("{TEMPLATE_PREFIX}{run}"),
             admin,
             run,
@@ -78,14 +94,14 @@ impl Cluster {
             clone_lock: Mutex::new(()),
             private,
         };
-        if cluster.private.is_none() {
-            cluster.sweep_stale();
+        if server.private.is_none() {
+            server.sweep_stale();
         }
-        cluster.create_template()?;
-        Ok(cluster)
+        server.create_template()?;
+        Ok(server)
     }
 
-    fn create_template(&self) -> Result<(), String> {
+    fn create_template(&self) -> anyhow::Result<()> {
         let mut admin = self.admin_conn()?;
         // template0 takes no connections, so cloning it never meets "being accessed by other
         // users", whatever else runs on a shared server.
@@ -94,15 +110,14 @@ impl Cluster {
                 "CREATE DATABASE \"{}\" TEMPLATE template0",
                 self.template
             ))
-            .map_err(|e| format!("cannot create the template database {}: {e}", self.template))?;
-        let url = self.url_of(&self.template);
-        let mut conn = groups_store::connect(&url).map_err(|e| e.to_string())?;
-        groups_store::migrate(&mut conn).map_err(|e| format!("migrating the template: {e}"))?;
+            .with_context(|| format!("cannot create the template database {}", self.template))?;
+        let mut conn = groups_store::connect(&self.url_of(&self.template))?;
+        groups_store::migrate(&mut conn).context("migrating the template")?;
         Ok(())
     }
 
     /// Creates a fresh database from the migrated template; returns its name and URL.
-    pub(crate) fn create_database(&self) -> Result<(String, String), String> {
+    pub(crate) fn create_database(&self) -> anyhow::Result<(String, String)> {
         let name = format!(
             "{TEST_PREFIX}{}_{}",
             self.run,
@@ -119,40 +134,54 @@ impl Cluster {
                     "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
                     self.template
                 ))
-                .map_err(|e| format!("cannot create database {name}: {e}"))?;
+                .with_context(|| format!("cannot create database {name}"))?;
         }
         let url = self.url_of(&name);
         Ok((name, url))
     }
 
     /// Drops a database, disconnecting whoever is still connected (a server under test).
-    pub(crate) fn drop_database(&self, name: &str) -> Result<(), String> {
+    pub(crate) fn drop_database(&self, name: &str) -> anyhow::Result<()> {
         let mut admin = self.admin_conn()?;
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .map_err(|e| format!("cannot drop database {name}: {e}"))
+            .with_context(|| format!("cannot drop database {name}"))
     }
 
     /// The URL of a database of this server.
     pub(crate) fn url_of(&self, database: &str) -> String {
-        self.admin.with_database(database)
+        let mut url = self.admin.clone();
+        url.set_path(database);
+        url.into()
     }
 
     /// The URL of a database of this server, reached through another address.
-    pub(crate) fn url_via(&self, database: &str, address: std::net::SocketAddr) -> String {
-        DatabaseUrl::parse(&self.url_of(database))
-            .map(|url| url.with_address(address))
-            .unwrap_or_else(|e| panic!("groups-testkit: {e}"))
+    pub(crate) fn url_via(&self, database: &str, address: SocketAddr) -> String {
+        let mut url = Url::parse(&self.url_of(database)).expect("a URL made from a URL");
+        let set = url
+            .set_ip_host(address.ip())
+            .and_then(|()| url.set_port(Some(address.port())));
+        set.unwrap_or_else(|()| panic!("groups-testkit: cannot point {database} at {address}"));
+        url.into()
     }
 
     /// The server's TCP address.
-    pub(crate) fn socket_addr(&self) -> Result<std::net::SocketAddr, String> {
-        self.admin.socket_addr()
+    pub(crate) fn socket_addr(&self) -> anyhow::Result<SocketAddr> {
+        let host = self
+            .admin
+            .host_str()
+            .ok_or_else(|| anyhow!("the database URL names no host"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = self.admin.port().unwrap_or(5432);
+        (host, port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| anyhow!("{host} resolves to no address"))
     }
 
-    fn admin_conn(&self) -> Result<PgConnection, String> {
-        let url = self.url_of(self.admin.database());
-        groups_store::connect(&url).map_err(|e| e.to_string())
+    fn admin_conn(&self) -> anyhow::Result<PgConnection> {
+        let database = self.admin.path().trim_start_matches('/');
+        Ok(groups_store::connect(&self.url_of(database))?)
     }
 
     /// Drops what earlier runs left on a shared server: their templates, and the test databases
@@ -194,8 +223,30 @@ impl Cluster {
     }
 }
 
+/// Starts this process's private server: throw-away (its watchdog removes it), in a
+/// temporary directory the `postgres` user can reach when root.
+fn start_private() -> anyhow::Result<Server> {
+    // As root, /tmp rather than $TMPDIR: a root-only TMPDIR would be out of the postgres
+    // user's reach. Short: the socket path (dir + "/.s.PGSQL.NNNNN") must fit in ~100 bytes,
+    // and macOS' TMPDIR is already long.
+    let base = match RunAs::detect()? {
+        RunAs::Me => std::env::temp_dir(),
+        RunAs::Postgres { .. } => PathBuf::from("/tmp"),
+    };
+    let dir = base.join(format!("groups-pg-{}-{}", std::process::id(), random_tag()));
+    let config = Config {
+        settings: SETTINGS.to_owned(),
+        durable: false,
+        listen: Listen::Loopback,
+        max_connections: MAX_CONNECTIONS.to_vec(),
+        on_exit: StopMode::Immediate,
+        remove_on_exit: true,
+    };
+    Ok(Server::start(&dir, &config)?)
+}
+
 /// Eight random hex digits (the standard library seeds `RandomState` from the OS).
-pub(crate) fn random_tag() -> String {
+fn random_tag() -> String {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u128(
         SystemTime::now()
