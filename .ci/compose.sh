@@ -25,6 +25,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/groups-compose.XXXXXX")
 export GROUPS_AIRGAP_CONTEXT="$work/groups-image"
 dockerd_pid=
 load_pid=
+cargo_pid=
 
 fail() {
   echo "compose.sh: FAIL: $*" >&2
@@ -72,6 +73,10 @@ cleanup() {
   if [ -n "$load_pid" ] && kill -0 "$load_pid" 2>/dev/null; then
     kill -TERM "$load_pid"
     wait "$load_pid" 2>/dev/null
+  fi
+  if [ -n "$cargo_pid" ] && kill -0 "$cargo_pid" 2>/dev/null; then
+    kill -TERM -- "-$cargo_pid" 2>/dev/null || kill -TERM "$cargo_pid" # cargo and its rustc jobs
+    wait "$cargo_pid" 2>/dev/null
   fi
   if daemon_up; then
     if [ "$status" -ne 0 ]; then
@@ -147,6 +152,14 @@ ln -s "$compose_v2" "$DOCKER_CONFIG/cli-plugins/docker-compose"
 echo "compose: $(compose version)"
 
 # ---------------------------------------------------------------------------------------------
+# The release binaries build in the background (in a process group of their own, so that a
+# failure elsewhere stops all of it) while the daemon starts and the Debian images are made.
+bins=(groups-server groups-gateway groupsctl)
+cargo_started=$(now)
+setsid nice -n 10 cargo build --release --locked --quiet "${bins[@]/#/--bin=}" >"$work/cargo.log" 2>&1 &
+cargo_pid=$!
+
+# ---------------------------------------------------------------------------------------------
 phase "start dockerd"
 # A daemon of our own: data, state and socket under $work. No default bridge, no iptables rules
 # and no IP forwarding (so the host is left as it was): the compose network is a bridge of its
@@ -220,9 +233,17 @@ fi
 "$DOCKER" tag localhost/debian:bookworm-slim debian:bookworm-slim
 
 # ---------------------------------------------------------------------------------------------
-phase "release binaries (cargo build --release)"
-bins=(groups-server groups-gateway groupsctl)
-nice -n 10 cargo build --release --locked --quiet "${bins[@]/#/--bin=}"
+phase "PostgreSQL stand-in image (while cargo builds)"
+mkdir -p "$GROUPS_AIRGAP_CONTEXT"
+compose build --quiet postgres
+
+phase "release binaries (waiting for cargo build --release)"
+cargo_status=0
+wait "$cargo_pid" || cargo_status=$?
+cargo_pid=
+cat "$work/cargo.log"
+[ "$cargo_status" -eq 0 ] || fail "cargo build --release failed"
+awk -v a="$cargo_started" -v b="$(now)" 'BEGIN { printf "cargo build --release: %.1f s in all\n", b - a }'
 # The build context of the groups image: the Dockerfile's runtime stage as it is, after a
 # stand-in for the builder stage that holds the binaries built above.
 mkdir -p "$GROUPS_AIRGAP_CONTEXT/out"

@@ -180,7 +180,13 @@ fn compose_file_matches_the_binaries_and_the_dockerfile() {
             .as_str()
             .map(str::to_owned)
     };
-    assert!(services["postgres"].contains_key("healthcheck"));
+    // PostgreSQL's probe goes over TCP: on a new volume the image's entrypoint first runs a
+    // temporary server on the Unix socket only (the migration then met "connection refused").
+    let pg_probe = strings(&services["postgres"]["healthcheck"]["test"]).join(" ");
+    assert!(
+        pg_probe.contains("pg_isready -h 127.0.0.1 "),
+        "the postgres health check must probe TCP, not the socket: {pg_probe}"
+    );
     assert_eq!(
         condition("migrate", "postgres").as_deref(),
         Some("service_healthy")
