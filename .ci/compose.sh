@@ -7,7 +7,8 @@
 #    default bridge, no iptables rules), stopped at the end;
 #  - builds the images here: a Debian base from debootstrap (cached for a week), a stand-in for
 #    postgres:15 (.ci/postgres), and the groups image from the Dockerfile's runtime stage fed
-#    with release binaries built on the host (the builder stage needs the rust image);
+#    with release binaries built on the host (the builder stage needs the rust image), cargo
+#    running while the Debian images are made;
 #  - runs docker-compose.yml unchanged with .ci/compose.airgap.yml (which only points it at these
 #    images) and checks it as an operator would: the README's compose commands, command for
 #    command; health; migrations; REST and gRPC from the host; the read routes; JSON logs;
