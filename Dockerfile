@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Multi-stage build of the three binaries; the runtime image holds them, libpq and curl only.
 
 FROM rust:1.95-bookworm AS build

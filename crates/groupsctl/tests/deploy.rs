@@ -1,5 +1,6 @@
-//! The deployment files cannot rot silently: no Docker engine runs on our machines, so this test
-//! reads docker-compose.yml and the Dockerfile and checks them against the binaries themselves.
+//! The deployment files cannot rot silently: this test reads docker-compose.yml and the Dockerfile
+//! and checks them against the binaries themselves, in seconds and without a Docker engine (CI
+//! also deploys them for real: .ci/compose.sh).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -144,14 +145,15 @@ fn compose_file_matches_the_binaries_and_the_dockerfile() {
         }
     }
 
-    // Ports: what each process listens on is what is published and what the gateway calls.
+    // Ports: what each process listens on is what is published and what the gateway calls; gRPC
+    // is published on loopback only (internal callers on the host), REST on every address.
     let server_env = environment(&services["server"]);
     let gateway_env = environment(&services["gateway"]);
     let grpc_port = port(&server_env["GROUPS_SERVER_LISTEN"]);
     let rest_port = port(&gateway_env["GROUPS_GATEWAY_LISTEN"]);
     assert_eq!(
         strings(&services["server"]["ports"]),
-        [format!("{grpc_port}:{grpc_port}")]
+        [format!("127.0.0.1:{grpc_port}:{grpc_port}")]
     );
     assert_eq!(
         strings(&services["gateway"]["ports"]),
@@ -178,7 +180,13 @@ fn compose_file_matches_the_binaries_and_the_dockerfile() {
             .as_str()
             .map(str::to_owned)
     };
-    assert!(services["postgres"].contains_key("healthcheck"));
+    // PostgreSQL's probe goes over TCP: on a new volume the image's entrypoint first runs a
+    // temporary server on the Unix socket only (the migration then met "connection refused").
+    let pg_probe = strings(&services["postgres"]["healthcheck"]["test"]).join(" ");
+    assert!(
+        pg_probe.contains("pg_isready -h 127.0.0.1 "),
+        "the postgres health check must probe TCP, not the socket: {pg_probe}"
+    );
     assert_eq!(
         condition("migrate", "postgres").as_deref(),
         Some("service_healthy")
