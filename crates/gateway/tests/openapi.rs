@@ -8,6 +8,7 @@
 //! (`.ci/schemathesis.sh`); the hostile-input suite compares every answer with SPEC.md.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use groups_testkit::{World, spawn_stack};
 use regex::Regex;
@@ -441,6 +442,13 @@ async fn every_described_operation_answers_as_described_with_the_owner_s_key() {
     let doc = document();
     let key = Some(world.demo.owner.key.as_str());
     let before = world.counts();
+    // Every GET is to answer 200, /readyz too: once the server has seen its database answer.
+    let ready = format!("{}/readyz", stack.url());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while send(&http, Method::GET, &ready).await.status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let mut removals = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
