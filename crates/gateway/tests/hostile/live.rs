@@ -161,39 +161,50 @@ impl Live {
             .expect("emptying \"empty\"");
         live.rows.instances[1].memberships.clear();
         live.counts = live.world.counts();
-        // Events by three roles, from both sides, through both versions and two key sources.
-        let removals = [
-            (
-                "v1.1",
-                format!("groups/{}/users/{}/", demo.group, demo.user),
-                &live.keys[3],
-                "X-API-KEY",
-            ),
-            (
-                "v1",
-                format!("users/{alice}/groups/{editors}"),
-                &live.keys[2],
-                "X-API-KEY",
-            ),
-            (
-                "v1.1",
-                format!("groups/{editors}/users/{}/", demo.user),
-                &live.keys[1],
-                "Authorization",
-            ),
-        ];
-        for (version, path, key, header) in removals {
-            let value = if header == "Authorization" {
-                format!("Token {key}")
+        // Events by three roles, from both sides, through both versions and two key sources:
+        // each live membership of "demo" removed (and put back) once from each side.
+        // The owner, the full admin and the write admin of "demo".
+        let removers = [&live.keys[1], &live.keys[2], &live.keys[3]];
+        let live_members = &demo_members[..4];
+        for (n, &(g, u)) in live_members.iter().cycle().take(8).enumerate() {
+            let key = removers[n % removers.len()];
+            let path = if n < 4 {
+                format!("/v1.1/instances/demo/groups/{g}/users/{u}/")
             } else {
-                key.clone()
+                format!("/v1/instances/demo/users/{u}/groups/{g}")
             };
-            let request = Request::new("DELETE", format!("/{version}/instances/demo/{path}"))
-                .header(header, value.as_bytes());
+            let request = if n % 2 == 0 {
+                Request::new("DELETE", path).header("X-API-KEY", key.as_bytes())
+            } else {
+                Request::new("DELETE", path)
+                    .header("Authorization", format!("Token {key}").as_bytes())
+            };
             live.run(&mut live.lock(), &request, true)
                 .expect("a removal at start");
         }
-        assert_eq!(live.lock().trail.events.len(), 4);
+        assert_eq!(live.lock().trail.events.len(), 9);
+        // Page through "demo"'s trail, all of it and one user's, following each next link: the
+        // pages must be the model's, and the tokens stay for the properties to reuse.
+        let owner = live.keys[1].clone();
+        for query in [
+            "page_size=2".to_owned(),
+            format!("page_size=1&user={}", demo.user),
+        ] {
+            let first = format!("/v1.1/instances/demo/audit/memberships/?{query}");
+            let mut target = first.clone();
+            loop {
+                let request = Request::new("GET", target).header("X-API-KEY", owner.as_bytes());
+                let mut state = live.lock();
+                let handed_out = state.trail.tokens.len();
+                live.run(&mut state, &request, true)
+                    .expect("a page of the trail");
+                match state.trail.tokens.get(handed_out) {
+                    Some(token) => target = format!("{first}&page_token={}", token.text),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(live.lock().trail.tokens.len(), 3 + 3);
         live
     }
 

@@ -379,11 +379,22 @@ const ODD_LIST_VALUES: &[&str] = &[
     "", "0", "100", "101", "+5", "05", " 5", "5%20", "%35", "1e1", "-1", "%FF", "1%00",
 ];
 
-/// A value of the listing's query: an id that exists, a page size, junk, or nothing.
-fn list_value(known: Vec<String>) -> BoxedStrategy<String> {
+/// A filter's value: an id that exists, any small one, or one that cannot be an id.
+fn filter_value(known: Vec<String>) -> BoxedStrategy<String> {
     prop_oneof![
         6 => prop::sample::select(known),
-        6 => (1u32..=4).prop_map(|n| n.to_string()),
+        2 => (1u32..=120).prop_map(|n| n.to_string()),
+        1 => prop::sample::select(ODD_LIST_VALUES).prop_map(str::to_owned),
+        1 => number(),
+        1 => segment(),
+    ]
+    .boxed()
+}
+
+/// A page size: mostly small, so that pages have a next one; past the bounds; not a number.
+fn page_size_value() -> BoxedStrategy<String> {
+    prop_oneof![
+        8 => (1u32..=3).prop_map(|n| n.to_string()),
         2 => (1u32..=120).prop_map(|n| n.to_string()),
         2 => prop::sample::select(ODD_LIST_VALUES).prop_map(str::to_owned),
         1 => number(),
@@ -443,12 +454,12 @@ impl Listing {
 }
 
 pub(crate) fn listing(known: Vec<String>) -> BoxedStrategy<Listing> {
-    let name = prop_oneof![
-        12 => prop::sample::select(&["group", "user", "page_size"][..]),
-        1 => prop::sample::select(&["page_token", "gr%6Fup", "page+size", "PAGE_SIZE"][..]),
-    ];
+    let odd_name = prop::sample::select(&["page_token", "gr%6Fup", "page+size", "PAGE_SIZE"][..]);
     let pair = prop_oneof![
-        12 => (name, list_value(known)).prop_map(|(name, value)| format!("{name}={value}")),
+        5 => filter_value(known.clone()).prop_map(|v| format!("group={v}")),
+        5 => filter_value(known.clone()).prop_map(|v| format!("user={v}")),
+        5 => page_size_value().prop_map(|v| format!("page_size={v}")),
+        1 => (odd_name, filter_value(known)).prop_map(|(name, v)| format!("{name}={v}")),
         1 => "[a-z_%+=&]{0,12}",
     ];
     let token = prop_oneof![
