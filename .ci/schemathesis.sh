@@ -48,7 +48,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Settings of a developer's shell must not redirect `up` (to another database or port).
+# Settings of a developer's shell must not redirect `up` (to another database or port). `up` has
+# no switch for the gateway's per-address throttle on failed authentication, so part of the
+# first run (mostly unknown instances) is answered 429, as the document allows.
 env -u DATABASE_URL -u GROUPS_DATA_DIR -u GROUPS_GATEWAY_LISTEN -u GROUPS_SERVER_LISTEN \
   -u GROUPS_RATE_LIMIT \
   "$groupsctl" up --data-dir "$work/data" --rest-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 \
