@@ -1,14 +1,17 @@
 //! The OpenAPI document (`openapi.json`, served at `GET /openapi.json`) against the router and a
 //! live stack: every route template is described and every described path is served; every
-//! described operation, called without a key, answers with a described status, content type,
+//! component is used and every example conforms to its schema; every described operation,
+//! called without a key and with the owner's key, answers with a described status, content type,
 //! body and required headers; a method no path describes answers the described 405.
 //!
-//! The document's `pattern`s are not checked here (no regex engine among our dependencies):
-//! schemathesis checks the whole schema against the live gateway in CI (`.ci/schemathesis.sh`).
+//! schemathesis checks the document against the live gateway with generated values in CI
+//! (`.ci/schemathesis.sh`); the hostile-input suite compares every answer with SPEC.md.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use groups_testkit::{World, spawn_stack};
+use regex::Regex;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -18,6 +21,25 @@ const DOCUMENT: &str = include_str!("../openapi.json");
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
+
+/// The JSON Schema keywords [`conforms`] checks, and those that only document.
+const CHECKED_KEYWORDS: [&str; 14] = [
+    "type",
+    "enum",
+    "const",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "items",
+    "maxItems",
+    "required",
+    "properties",
+    "additionalProperties",
+    "$ref",
+];
+const DOCUMENTING_KEYWORDS: [&str; 4] = ["description", "format", "default", "examples"];
 
 fn document() -> Value {
     serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
@@ -53,20 +75,35 @@ fn references(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-/// The JSON Schema keywords the document uses, but `pattern`.
+fn has_type(kind: &str, value: &Value) -> bool {
+    match kind {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "null" => value.is_null(),
+        other => panic!("schema type {other} not handled here"),
+    }
+}
+
+/// Whether `value` conforms to `schema`, for every keyword the document uses (a keyword this
+/// does not know fails the test, so the document cannot outgrow the check unnoticed).
 fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     let schema = resolve(doc, schema);
     let fail = |why: &str| Err(format!("{value} does not conform to {schema}: {why}"));
-    if let Some(kind) = schema.get("type").and_then(Value::as_str) {
-        let right = match kind {
-            "object" => value.is_object(),
-            "string" => value.is_string(),
-            "integer" => value.is_i64() || value.is_u64(),
-            other => panic!("schema type {other} not handled here"),
-        };
-        if !right {
-            return fail("type");
-        }
+    for keyword in schema.as_object().expect("a schema is an object").keys() {
+        let known = CHECKED_KEYWORDS.contains(&keyword.as_str())
+            || DOCUMENTING_KEYWORDS.contains(&keyword.as_str());
+        assert!(known, "schema keyword {keyword} not checked here: {schema}");
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        None => Vec::new(),
+        Some(Value::String(kind)) => vec![kind.as_str()],
+        Some(Value::Array(kinds)) => kinds.iter().filter_map(Value::as_str).collect(),
+        Some(other) => panic!("a type that is neither a name nor names: {other}"),
+    };
+    if !types.is_empty() && !types.iter().any(|kind| has_type(kind, value)) {
+        return fail("type");
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
@@ -78,10 +115,42 @@ fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     {
         return fail("const");
     }
-    if let Some(minimum) = schema.get("minimum").and_then(Value::as_i64)
-        && value.as_i64().is_some_and(|v| v < minimum)
-    {
-        return fail("minimum");
+    if let Some(number) = value.as_i64() {
+        let bound = |name| schema.get(name).map(|b| b.as_i64().expect("an i64 bound"));
+        if bound("minimum").is_some_and(|minimum| number < minimum) {
+            return fail("minimum");
+        }
+        if bound("maximum").is_some_and(|maximum| number > maximum) {
+            return fail("maximum");
+        }
+    }
+    if let Some(text) = value.as_str() {
+        let length = text.chars().count() as u64;
+        let bound = |name| schema.get(name).and_then(Value::as_u64);
+        if bound("minLength").is_some_and(|minimum| length < minimum) {
+            return fail("minLength");
+        }
+        if bound("maxLength").is_some_and(|maximum| length > maximum) {
+            return fail("maxLength");
+        }
+        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+            let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("pattern {pattern}: {e}"));
+            if !regex.is_match(text) {
+                return fail("pattern");
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        if let Some(maximum) = schema.get("maxItems").and_then(Value::as_u64)
+            && items.len() as u64 > maximum
+        {
+            return fail("maxItems");
+        }
+        if let Some(item_schema) = schema.get("items") {
+            for item in items {
+                conforms(doc, item_schema, item)?;
+            }
+        }
     }
     let Some(object) = value.as_object() else {
         return Ok(());
@@ -110,6 +179,40 @@ fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks every example in `value` against the schema beside it (a media type's or a
+/// parameter's) or the schema it belongs to; returns how many it checked.
+fn check_examples(doc: &Value, value: &Value) -> usize {
+    let mut checked = 0;
+    match value {
+        Value::Object(map) => {
+            if let Some(schema) = map.get("schema") {
+                let mut examples: Vec<&Value> = map.get("example").into_iter().collect();
+                if let Some(named) = map.get("examples").and_then(Value::as_object) {
+                    examples.extend(named.values().map(|e| &resolve(doc, e)["value"]));
+                }
+                for example in examples {
+                    conforms(doc, schema, example).unwrap_or_else(|why| panic!("example: {why}"));
+                    checked += 1;
+                }
+            }
+            if map.contains_key("type")
+                && let Some(examples) = map.get("examples").and_then(Value::as_array)
+            {
+                for example in examples {
+                    conforms(doc, value, example).unwrap_or_else(|why| panic!("example: {why}"));
+                    checked += 1;
+                }
+            }
+            checked += map.values().map(|v| check_examples(doc, v)).sum::<usize>();
+        }
+        Value::Array(items) => {
+            checked += items.iter().map(|v| check_examples(doc, v)).sum::<usize>()
+        }
+        _ => {}
+    }
+    checked
+}
+
 /// `path` with each `{name}` replaced by its parameter's example.
 fn with_examples(doc: &Value, path: &str, item: &Value) -> String {
     let mut url = path.to_owned();
@@ -134,7 +237,7 @@ fn with_examples(doc: &Value, path: &str, item: &Value) -> String {
     url
 }
 
-/// What a request without a key got.
+/// What a request got.
 #[derive(Debug)]
 struct Answer {
     status: u16,
@@ -143,7 +246,15 @@ struct Answer {
 }
 
 async fn send(http: &reqwest::Client, method: Method, url: &str) -> Answer {
-    let response = http.request(method, url).send().await.expect("an answer");
+    send_with(http, method, url, None).await
+}
+
+async fn send_with(http: &reqwest::Client, method: Method, url: &str, key: Option<&str>) -> Answer {
+    let mut request = http.request(method, url);
+    if let Some(key) = key {
+        request = request.header("X-API-KEY", key);
+    }
+    let response = request.send().await.expect("an answer");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.text().await.expect("a body");
@@ -234,6 +345,27 @@ fn the_document_describes_exactly_the_routes_of_the_router() {
     }
 }
 
+#[test]
+fn every_component_is_used_and_every_example_conforms() {
+    let doc = document();
+    let mut found = Vec::new();
+    references(&doc, &mut found);
+    let paths = serde_json::to_string(&doc["paths"]).expect("JSON");
+    for (kind, components) in doc["components"].as_object().expect("components") {
+        for name in components.as_object().expect("a component map").keys() {
+            let used = if kind == "securitySchemes" {
+                paths.contains(&format!("{{\"{name}\":[]}}"))
+            } else {
+                found.contains(&format!("#/components/{kind}/{name}"))
+            };
+            assert!(used, "components/{kind}/{name} is used nowhere");
+        }
+    }
+    // The objects' examples, the error bodies' and the parameters'.
+    let checked = check_examples(&doc, &doc);
+    assert!(checked >= 20, "only {checked} examples");
+}
+
 #[tokio::test]
 async fn every_described_operation_answers_as_described_without_a_key() {
     let world = World::new();
@@ -296,5 +428,84 @@ async fn every_described_operation_answers_as_described_without_a_key() {
         world.counts(),
         before,
         "a request without a key changed rows"
+    );
+}
+
+#[tokio::test]
+async fn every_described_operation_answers_as_described_with_the_owner_s_key() {
+    let world = World::new();
+    let (group, user) = (world.demo.group, world.demo.user);
+    // The document's examples name them: instance "demo", ids 1.
+    assert_eq!((group.get(), user.get()), (1, 1));
+    let stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
+    let http = reqwest::Client::new();
+    let doc = document();
+    let key = Some(world.demo.owner.key.as_str());
+    let before = world.counts();
+    // Every GET is to answer 200, /readyz too: once the server has seen its database answer.
+    let ready = format!("{}/readyz", stack.url());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while send(&http, Method::GET, &ready).await.status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut removals = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let url = format!("{}{}", stack.url(), with_examples(&doc, path, item));
+        for method in METHODS {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            // Each removal, from either side, finds the membership to remove.
+            if method == "delete" && !world.is_member(group, user) {
+                world.add_member("demo", group, user);
+            }
+            let http_method =
+                Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+            let answer = send_with(&http, http_method, &url, key).await;
+            let case = format!("{} {path}", method.to_uppercase());
+            let success = match method {
+                "delete" | "options" => 204,
+                _ => 200,
+            };
+            assert_eq!(answer.status, success, "{case}: {answer:?}");
+            assert_described(&doc, operation, &answer, method == "head", &case);
+            if method == "delete" {
+                assert!(!world.is_member(group, user), "{case} removed nothing");
+                removals += 1;
+            }
+        }
+    }
+    assert_eq!(removals, 8, "two removal routes, four paths each");
+
+    // The trail lists every removal; a page of one leads to the next, as described.
+    let list = "/v1.1/instances/{instance}/audit/memberships/";
+    let operation = &doc["paths"][list]["get"];
+    let list = format!("{}/v1.1/instances/demo/audit/memberships/", stack.url());
+    let read = |url: String| {
+        let http = &http;
+        let doc = &doc;
+        async move {
+            let answer = send_with(http, Method::GET, &url, key).await;
+            assert_eq!(answer.status, 200, "{url}: {answer:?}");
+            assert_described(doc, operation, &answer, false, &url);
+            serde_json::from_str::<Value>(&answer.body).expect("JSON")
+        }
+    };
+    let whole = read(format!("{list}?page_size=100")).await;
+    assert_eq!(whole["objects"].as_array().map(Vec::len), Some(removals));
+    assert_eq!(whole["next"], Value::Null);
+    let first = read(format!("{list}?page_size=1&group=1&user=1")).await;
+    let next = first["next"].as_str().expect("a next page");
+    let second = read(format!("{}{next}", stack.url())).await;
+    assert_eq!(first["objects"][0], whole["objects"][0]);
+    assert_eq!(second["objects"][0], whole["objects"][1]);
+
+    // Only the removals changed rows: the last one's membership is gone.
+    let after = world.counts();
+    assert_eq!(
+        (after.users, after.groups, after.memberships),
+        (before.users, before.groups, before.memberships - 1)
     );
 }

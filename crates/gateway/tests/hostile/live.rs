@@ -1,0 +1,404 @@
+//! The stack every test of the suite shares (server, gateway, PostgreSQL), the fixture's rows
+//! and their model, and the one way a case runs: the model's answer, the reply, then the rows
+//! and the audit trail, read with SQL of the suite's own.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+use groups_testkit::{Admin, GroupId, Role, RowCounts, Stack, UserId, World, spawn_stack};
+use proptest::test_runner::TestCaseError;
+
+use crate::model::{Event, Expected, Group, Holder, Instance, Removal, Rows, Token, Trail, User};
+use crate::wire::{Reply, Request};
+
+/// The stack every test of this file shares, the model of its rows, and what cases change.
+pub(crate) struct Live {
+    world: World,
+    pub(crate) stack: Stack,
+    pub(crate) rows: Rows,
+    /// Every key the model knows, in this order: the owners of "empty" and "demo", "demo"'s
+    /// full admin, its write admin (read on "empty"), its read admin, its API keys (with and
+    /// without `ignore_acl`), a revoked API key, an inactive full admin's key.
+    pub(crate) keys: Vec<String>,
+    /// The row counts every case must leave.
+    counts: RowCounts,
+    state: Mutex<State>,
+}
+
+/// What cases share, one at a time.
+struct State {
+    trail: Trail,
+    /// Reads the events the removals wrote, apart from the API.
+    conn: PgConnection,
+    /// The first mismatch seen: a later one may follow from it (a membership gone for good).
+    first_failure: Option<String>,
+}
+
+thread_local! {
+    /// The statuses answered as the model said, on this thread (one test), by status.
+    pub(crate) static ANSWERED: RefCell<BTreeMap<u16, u32>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+pub(crate) static LIVE: LazyLock<Live> = LazyLock::new(Live::start);
+
+impl Live {
+    /// "demo" (World's) with two more groups (one deleted, with a member) and two more users
+    /// (one in no group); "empty", emptied through the API; keys of every kind; and a few
+    /// removals from both sides, so the trail has events to list from the start.
+    fn start() -> Self {
+        let world = World::new();
+        let empty = world.add_instance("empty");
+        let demo = world.demo.clone();
+        let (editors, archived) = (
+            world.add_group("demo", "editors"),
+            world.add_group("demo", "archived"),
+        );
+        let (alice, bob) = (
+            world.add_user("demo", "alice"),
+            world.add_user("demo", "bob"),
+        );
+        let member = |g: GroupId, u: UserId| (g.get(), u.get());
+        let demo_members = [
+            member(demo.group, demo.user),
+            member(demo.group, alice),
+            member(editors, demo.user),
+            member(editors, alice),
+            member(archived, demo.user),
+        ];
+        for &(g, u) in &demo_members[1..] {
+            let (g, u) = ids(g, u);
+            world.add_member("demo", g, u);
+        }
+        world.delete_group("demo", archived);
+        let full = world.add_admin("demo", Some(Role::Full));
+        let writer = world.add_admin("demo", Some(Role::Write));
+        world.grant(&writer.email, "empty", Role::Read);
+        let admin = |a: &Admin, roles: &[(&str, Role)]| {
+            let roles = roles.iter().map(|(i, r)| ((*i).to_owned(), *r)).collect();
+            (a.key.clone(), Holder::Admin { id: a.id, roles })
+        };
+        let api_key = |ignore_acl| Holder::ApiKey {
+            instance: "demo".to_owned(),
+            ignore_acl,
+        };
+        let keys = vec![
+            admin(&empty.owner, &[("empty", Role::Owner)]),
+            admin(&demo.owner, &[("demo", Role::Owner)]),
+            admin(&full, &[("demo", Role::Full)]),
+            admin(&writer, &[("demo", Role::Write), ("empty", Role::Read)]),
+            admin(
+                &world.add_admin("demo", Some(Role::Read)),
+                &[("demo", Role::Read)],
+            ),
+            (world.add_api_key("demo", true).key, api_key(true)),
+            (world.add_api_key("demo", false).key, api_key(false)),
+            (world.add_revoked_api_key("demo", true).key, Holder::Dead),
+            (
+                world.add_inactive_admin("demo", Some(Role::Full)).key,
+                Holder::Dead,
+            ),
+        ];
+        let group = |id: GroupId, label: &str, deleted| Group {
+            id: id.get(),
+            label: label.to_owned(),
+            deleted,
+        };
+        let user = |id: UserId, name: &str| User {
+            id: id.get(),
+            username: name.to_owned(),
+        };
+        let instances = vec![
+            Instance {
+                name: "demo".to_owned(),
+                groups: vec![
+                    group(demo.group, "demo-group", false),
+                    group(editors, "editors", false),
+                    group(archived, "archived", true),
+                ],
+                users: vec![
+                    user(demo.user, "demo-user"),
+                    user(alice, "alice"),
+                    user(bob, "bob"),
+                ],
+                memberships: demo_members.to_vec(),
+            },
+            Instance {
+                name: "empty".to_owned(),
+                groups: vec![group(empty.group, "empty-group", false)],
+                users: vec![user(empty.user, "empty-user")],
+                memberships: vec![member(empty.group, empty.user)],
+            },
+        ];
+        let stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
+        wait_until_ready(stack.gateway.addr());
+        let state = Mutex::new(State {
+            trail: Trail::default(),
+            conn: world.conn(),
+            first_failure: None,
+        });
+        let mut live = Self {
+            counts: world.counts(),
+            keys: keys.iter().map(|(key, _)| key.clone()).collect(),
+            rows: Rows { instances, keys },
+            world,
+            stack,
+            state,
+        };
+        // Empty "empty" through the API itself: its owner may then reach every check of SPEC.md
+        // on it, down to "not a member", without anything left to remove.
+        let emptying = format!(
+            "/v1.1/instances/empty/groups/{}/users/{}/",
+            empty.group, empty.user
+        );
+        let emptying =
+            Request::new("DELETE", emptying).header("X-API-KEY", empty.owner.key.as_bytes());
+        live.run(&mut live.lock(), &emptying, false)
+            .expect("emptying \"empty\"");
+        live.rows.instances[1].memberships.clear();
+        live.counts = live.world.counts();
+        // Events by three roles, from both sides, through both versions and two key sources:
+        // each live membership of "demo" removed (and put back) once from each side.
+        // The owner, the full admin and the write admin of "demo".
+        let removers = [&live.keys[1], &live.keys[2], &live.keys[3]];
+        let live_members = &demo_members[..4];
+        for (n, &(g, u)) in live_members.iter().cycle().take(8).enumerate() {
+            let key = removers[n % removers.len()];
+            let path = if n < 4 {
+                format!("/v1.1/instances/demo/groups/{g}/users/{u}/")
+            } else {
+                format!("/v1/instances/demo/users/{u}/groups/{g}")
+            };
+            let request = if n % 2 == 0 {
+                Request::new("DELETE", path).header("X-API-KEY", key.as_bytes())
+            } else {
+                Request::new("DELETE", path)
+                    .header("Authorization", format!("Token {key}").as_bytes())
+            };
+            live.run(&mut live.lock(), &request, true)
+                .expect("a removal at start");
+        }
+        assert_eq!(live.lock().trail.events.len(), 9);
+        // Page through "demo"'s trail, all of it and one user's, following each next link: the
+        // pages must be the model's, and the tokens stay for the properties to reuse.
+        let owner = live.keys[1].clone();
+        for query in [
+            "page_size=2".to_owned(),
+            format!("page_size=1&user={}", demo.user),
+        ] {
+            let first = format!("/v1.1/instances/demo/audit/memberships/?{query}");
+            let mut target = first.clone();
+            loop {
+                let request = Request::new("GET", target).header("X-API-KEY", owner.as_bytes());
+                let mut state = live.lock();
+                let handed_out = state.trail.tokens.len();
+                live.run(&mut state, &request, true)
+                    .expect("a page of the trail");
+                match state.trail.tokens.get(handed_out) {
+                    Some(token) => target = format!("{first}&page_token={}", token.text),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(live.lock().trail.tokens.len(), 3 + 3);
+        live
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.stack.gateway.addr()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `request` and checks the answer against the model, and the rows after it.
+    pub(crate) fn check(&self, request: &Request) -> Result<Expected, TestCaseError> {
+        self.check_with(|_| request.clone())
+    }
+
+    /// As [`Live::check`], with a request built from the tokens handed out so far.
+    pub(crate) fn check_with(
+        &self,
+        build: impl FnOnce(&[Token]) -> Request,
+    ) -> Result<Expected, TestCaseError> {
+        let mut state = self.lock();
+        let request = build(&state.trail.tokens);
+        let outcome = self.run(&mut state, &request, true);
+        if let Err(failure) = &outcome {
+            state.first_failure.get_or_insert_with(|| failure.clone());
+        }
+        outcome.map_err(TestCaseError::fail)
+    }
+
+    /// One case: the model's answer, the reply, then the rows: a removal the model predicts
+    /// wrote exactly its event and removed exactly its membership (put back when `replenish`);
+    /// any other request wrote nothing.
+    fn run(
+        &self,
+        state: &mut State,
+        request: &Request,
+        replenish: bool,
+    ) -> Result<Expected, String> {
+        let prediction = self.rows.predict(&state.trail, request);
+        let reply = request
+            .send(self.addr())
+            .map_err(|e| format!("{e}\n     for {request:?}"))?;
+        let expected = prediction.expected;
+        if !expected.matches(&reply) {
+            return Err(format!(
+                "expected {expected:?}\n     got {reply:?}\n     for {request:?}"
+            ));
+        }
+        if let (
+            Some(text),
+            Expected::Page {
+                next: Some(next), ..
+            },
+        ) = (expected.token(&reply), &expected)
+        {
+            let (last_id, group, user) = (next.last_id, next.group, next.user);
+            state.trail.tokens.push(Token {
+                text,
+                last_id,
+                group,
+                user,
+            });
+        }
+        let last_id = state.trail.events.last().map_or(0, |e| e.id);
+        let written = new_events(&mut state.conn, last_id);
+        let rows_are = |counts: RowCounts| {
+            let after = self.world.counts();
+            let unexpected = format!("rows {after:?}, not {counts:?}, after {request:?}");
+            (after == counts).then_some(()).ok_or(unexpected)
+        };
+        match (prediction.removal, written.as_slice()) {
+            (None, []) => {}
+            (Some(removal), [event]) => {
+                let predicted = predicted_event(&removal, event, &reply);
+                if *event != predicted {
+                    return Err(format!(
+                        "wrote {event:?}\n     not {predicted:?}\n     for {request:?}"
+                    ));
+                }
+                state.trail.events.push(predicted);
+                rows_are(RowCounts {
+                    memberships: self.counts.memberships - 1,
+                    ..self.counts
+                })?;
+                if !replenish {
+                    return Ok(expected);
+                }
+                let (g, u) = ids(removal.group, removal.user);
+                self.world.add_member(&removal.instance, g, u);
+            }
+            (removal, written) => {
+                return Err(format!(
+                    "predicted {removal:?}, wrote {written:?}\n     for {request:?}"
+                ));
+            }
+        }
+        rows_are(self.counts)?;
+        ANSWERED.with_borrow_mut(|answered| *answered.entry(expected.status()).or_default() += 1);
+        Ok(expected)
+    }
+
+    /// The first mismatch of the run, if any.
+    pub(crate) fn first_failure(&self) -> Option<String> {
+        self.lock().first_failure.clone()
+    }
+
+    /// Between cases, the rows are the fixture's.
+    pub(crate) fn assert_rows(&self) {
+        let _cases_wait = self.lock();
+        assert_eq!(self.world.counts(), self.counts);
+    }
+}
+
+fn ids(group: i64, user: i64) -> (GroupId, UserId) {
+    let group = GroupId::new(group).expect("a group id");
+    (group, UserId::new(user).expect("a user id"))
+}
+
+/// The event a removal must write; the id and time are the database's, the request id the
+/// reply's (both processes use the one the gateway answers with).
+fn predicted_event(removal: &Removal, written: &Event, reply: &Reply) -> Event {
+    Event {
+        id: written.id,
+        instance: removal.instance.clone(),
+        group: removal.group,
+        user: removal.user,
+        admin: removal.admin,
+        role: removal.role,
+        request_id: reply.header("x-request-id").unwrap_or_default().to_owned(),
+        at: written.at.clone(),
+    }
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    instance: String,
+    #[diesel(sql_type = BigInt)]
+    group_id: i64,
+    #[diesel(sql_type = BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = BigInt)]
+    actor_admin_id: i64,
+    #[diesel(sql_type = Text)]
+    actor_role: String,
+    #[diesel(sql_type = Text)]
+    request_id: String,
+    #[diesel(sql_type = Text)]
+    at: String,
+}
+
+/// The events written after `after`, read with SQL of this test's own.
+fn new_events(conn: &mut PgConnection, after: i64) -> Vec<Event> {
+    let rows: Vec<EventRow> = diesel::sql_query(
+        "SELECT e.id, i.name AS instance, e.group_id, e.user_id, e.actor_admin_id, e.actor_role, \
+         e.request_id, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at \
+         FROM membership_events e JOIN instances i ON i.id = e.instance_id \
+         WHERE e.id > $1 ORDER BY e.id",
+    )
+    .bind::<BigInt, _>(after)
+    .load(conn)
+    .expect("the events table");
+    let role = |text: &str| match text {
+        "owner" => Role::Owner,
+        "full" => Role::Full,
+        "write" => Role::Write,
+        other => panic!("an event by role {other}"),
+    };
+    rows.into_iter()
+        .map(|row| Event {
+            id: row.id,
+            role: role(&row.actor_role),
+            instance: row.instance,
+            group: row.group_id,
+            user: row.user_id,
+            admin: row.actor_admin_id,
+            request_id: row.request_id,
+            at: row.at,
+        })
+        .collect()
+}
+
+/// `/readyz` answers 200 once the server has seen its database answer.
+pub(crate) fn wait_until_ready(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = Request::new("GET", "/readyz").send(addr);
+        if reply.as_ref().is_ok_and(|r| r.status == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready: {reply:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
