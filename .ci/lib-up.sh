@@ -5,7 +5,7 @@
 # sets: WORK (temporary directory), UP_PID, REST (http://ADDR), GRPC (ADDR), KEY (the demo
 # owner's key), DATABASE_URL (of the private database), GROUPSCTL (the binary).
 
-GROUPSCTL=target/debug/groupsctl
+GROUPSCTL=$PWD/target/debug/groupsctl
 UP_PID=
 WORK=
 

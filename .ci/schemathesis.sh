@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # schemathesis against the live gateway: `groupsctl up` (a private PostgreSQL, gRPC server and
-# gateway in one process, rate limit off) in a temporary directory, seeded with memberships,
+# gateway in one process, rate limits off) in a temporary directory, seeded with memberships,
 # then every operation of the OpenAPI document the gateway serves at /openapi.json, with the
 # demo owner's key: every answer must be described by the document, and none may be a 5xx.
 # A bounded number of examples per operation and a time limit per run; any failure fails CI.
@@ -32,48 +32,10 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; the
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build --quiet --bin groupsctl
-groupsctl=target/debug/groupsctl
-
-work=$(mktemp -d)
-# As root, `up` runs PostgreSQL as the postgres user, who must reach the data directory.
-chmod 755 "$work"
-up_pid=
-cleanup() {
-  if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
-    kill -TERM "$up_pid"
-    wait "$up_pid" || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Settings of a developer's shell must not redirect `up` (to another database or port). `up` has
-# no switch for the gateway's per-address throttle on failed authentication, so part of the
-# first run (mostly unknown instances) is answered 429, as the document allows.
-env -u DATABASE_URL -u GROUPS_DATA_DIR -u GROUPS_GATEWAY_LISTEN -u GROUPS_SERVER_LISTEN \
-  -u GROUPS_RATE_LIMIT \
-  "$groupsctl" up --data-dir "$work/data" --rest-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 \
-  --rate-limit 0 >"$work/up.json" 2>"$work/up.log" &
-up_pid=$!
-for _ in $(seq 1 240); do
-  [ -s "$work/up.json" ] && break
-  if ! kill -0 "$up_pid" 2>/dev/null; then
-    echo "groupsctl up exited before serving:" >&2
-    cat "$work/up.log" >&2
-    exit 1
-  fi
-  sleep 0.25
-done
-if [ ! -s "$work/up.json" ]; then
-  echo "groupsctl up did not start within 60 s:" >&2
-  cat "$work/up.log" >&2
-  exit 1
-fi
-read -r rest key database_url < <(python3 -c '
-import json, sys
-up = json.load(sys.stdin)
-print(up["rest"], up["key"], up["database_url"])' <"$work/up.json")
+. .ci/lib-up.sh
+# Rate limit and failed-authentication throttle off: every generated request reaches the checks.
+start_up --rate-limit 0 --auth-failure-limit 0
+work=$WORK rest=$REST key=$KEY database_url=$DATABASE_URL groupsctl=$GROUPSCTL
 
 # Aliases (`/v1/...`, no trailing slash) run the canonical route's handler, and HEAD and OPTIONS
 # its checks: fewer generated examples each keep both runs within their time with 59 operations.
