@@ -295,11 +295,6 @@ impl Call<'_> {
     fn list(&self, version: &str, i: &str, query: Option<&str>) -> Answer<Prediction> {
         let bad_page = || Expected::detail(400, BAD_PAGE);
         let q = list_query(query).ok_or_else(bad_page)?;
-        // SPEC.md and the lead's notes put the page token with the query's values (check 1);
-        // the gateway checks the instance name's syntax before it (reported to the lead:
-        // `GET /v1.1/instances/%FF/audit/memberships/?page_token=A` is 404 "Instance was not
-        // found.", not 400). Move this line below the token's check once the gateway is fixed.
-        let name = instance_name(i)?;
         let before = match &q.token {
             None => None,
             Some(text) => {
@@ -311,6 +306,8 @@ impl Call<'_> {
                 Some(issued.ok_or_else(bad_page)?.last_id)
             }
         };
+        // The page token is one of the query's values (check 1), so it comes before the name.
+        let name = instance_name(i)?;
         let (instance, _) = self.authorize(&name, Permission::ReadAudit)?;
         let mut matching: Vec<&Event> = (self.trail.events.iter())
             .filter(|e| e.instance == instance.name)
