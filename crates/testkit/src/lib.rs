@@ -20,7 +20,9 @@
 mod binaries;
 mod db_server;
 mod fault_proxy;
+mod groupsctl;
 mod otlp_sink;
+mod output;
 mod service;
 pub mod spec;
 mod test_db;
@@ -31,10 +33,10 @@ pub use binaries::{gateway_binary, groupsctl_binary, server_binary};
 pub use fault_proxy::FaultProxy;
 pub use groups_core::{GroupId, Role, UserId};
 pub use groups_store::provision::ApiKeyFlags;
+pub use groupsctl::{CtlOutput, groupsctl, groupsctl_command};
 pub use otlp_sink::{ExportedSpan, OtlpSink};
 pub use service::{
-    CtlOutput, ServiceCommand, ServiceProcess, Stack, groupsctl, groupsctl_command, spawn_gateway,
-    spawn_server, spawn_stack,
+    ServiceCommand, ServiceProcess, Stack, spawn_gateway, spawn_server, spawn_stack,
 };
 pub use test_db::TestDb;
 pub use world::{Admin, ApiKey, RowCounts, Tenant, World};

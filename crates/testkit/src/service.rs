@@ -1,5 +1,5 @@
 //! The real `groups-server` and `groups-gateway` processes on port 0, with their output
-//! captured, and `groupsctl` runs.
+//! captured (`crate::output`).
 //!
 //! A service prints one line `{"listening":"127.0.0.1:PORT"}` on stdout once bound; that line
 //! is how a test learns the port (and, in further fields such as `"metrics"`, the addresses of
@@ -7,17 +7,16 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::TestDb;
-use crate::binaries::{gateway_binary, groupsctl_binary, server_binary, tail};
+use crate::binaries::{gateway_binary, server_binary, tail};
+use crate::output::{Captured, spawn_reader};
 use groups_pgembed::watchdog;
 
 /// How long a service may take to print its address by default.
@@ -29,7 +28,7 @@ const FAILURE_TAIL: usize = 4000;
 /// Environment variables the binaries read: removed from children, so a developer's shell
 /// settings cannot change what a test sees. `ServiceCommand::env` sets them on purpose.
 /// (`OTEL_*` too: a developer's trace collector must not receive, or swallow, a test's spans.)
-fn is_service_setting(name: &OsStr) -> bool {
+pub(crate) fn is_service_setting(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
     name.starts_with("GROUPS_") || name.starts_with("OTEL_") || name == "DATABASE_URL"
 }
@@ -221,28 +220,12 @@ impl ServiceProcess {
 
     /// Everything it printed so far, stdout and stderr interleaved by line as they arrived.
     pub fn logs(&self) -> String {
-        self.output.lock().text.clone()
+        self.output.text()
     }
 
     /// Waits until its output contains `needle`; false if it did not within `timeout`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.output.lock();
-        loop {
-            if state.text.contains(needle) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || (state.open_streams == 0) {
-                return false;
-            }
-            state = self
-                .output
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.output.wait_for(needle, timeout)
     }
 
     /// Asks it to shut down gracefully (SIGTERM).
@@ -285,7 +268,7 @@ impl ServiceProcess {
             if Instant::now() >= deadline {
                 return None;
             }
-            thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -360,105 +343,6 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// Output captured from a child's stdout and stderr.
-#[derive(Debug, Default)]
-struct Captured {
-    state: Mutex<CapturedState>,
-    changed: Condvar,
-}
-
-#[derive(Debug)]
-struct CapturedState {
-    text: String,
-    open_streams: u8,
-}
-
-impl Default for CapturedState {
-    fn default() -> Self {
-        Self {
-            text: String::new(),
-            open_streams: 2,
-        }
-    }
-}
-
-impl Captured {
-    fn lock(&self) -> MutexGuard<'_, CapturedState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn append(&self, line: &str) {
-        self.lock().text.push_str(line);
-        self.changed.notify_all();
-    }
-
-    fn close_stream(&self) {
-        self.lock().open_streams -= 1;
-        self.changed.notify_all();
-    }
-
-    fn wait_closed(&self, timeout: Duration) {
-        let state = self.lock();
-        let _ = self
-            .changed
-            .wait_timeout_while(state, timeout, |s| s.open_streams > 0);
-    }
-}
-
-/// Reads one stream to its end, line by line, into `output`; on stdout, also reports the first
-/// address line.
-fn spawn_reader(
-    service: &str,
-    stream_name: &str,
-    stream: impl Read + Send + 'static,
-    output: Arc<Captured>,
-    mut address_tx: Option<mpsc::Sender<Result<(SocketAddr, serde_json::Value), String>>>,
-) {
-    let spawned = thread::Builder::new()
-        .name(format!("{service}-{stream_name}"))
-        .spawn({
-            let output = Arc::clone(&output);
-            move || {
-                let mut reader = BufReader::new(stream);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match reader.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let line = String::from_utf8_lossy(&buf);
-                    // Only the first address line counts; later lines are just output.
-                    if address_tx.is_some()
-                        && let Some(address) = listening_address(&line)
-                        && let Some(tx) = address_tx.take()
-                    {
-                        let whole = serde_json::from_str(line.trim()).unwrap_or_default();
-                        let _ = tx.send(address.map(|address| (address, whole)));
-                    }
-                    output.append(&line);
-                }
-                output.close_stream();
-            }
-        });
-    if let Err(e) = spawned {
-        output.close_stream();
-        eprintln!("groups-testkit: cannot read the {stream_name} of {service}: {e}");
-    }
-}
-
-/// The address of a `{"listening":"ADDR"}` line; `Err(line)` when the address is not one.
-fn listening_address(line: &str) -> Option<Result<SocketAddr, String>> {
-    let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-    let address = value.get("listening")?;
-    Some(
-        address
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| line.trim().to_owned()),
-    )
-}
-
 /// `groups-server` on port 0, serving the database at `database_url`, with extra arguments.
 pub fn spawn_server(database_url: &str, extra_args: &[&str]) -> ServiceProcess {
     ServiceCommand::server(database_url)
@@ -493,110 +377,4 @@ pub fn spawn_stack(db: &TestDb, gateway_args: &[&str]) -> Stack {
     let server = spawn_server(db.url(), &[]);
     let gateway = spawn_gateway(&server.url(), gateway_args);
     Stack { gateway, server }
-}
-
-/// What a `groupsctl` run printed and how it ended.
-#[derive(Debug)]
-pub struct CtlOutput {
-    /// Exit status.
-    pub status: ExitStatus,
-    /// Standard output (one JSON object on success).
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl CtlOutput {
-    /// Whether it exited with status 0.
-    pub fn success(&self) -> bool {
-        self.status.success()
-    }
-
-    /// Stdout as JSON; panics, quoting stderr, when the run failed or printed something else.
-    pub fn json(&self) -> serde_json::Value {
-        assert!(
-            self.success(),
-            "groupsctl failed ({}): {}",
-            self.status,
-            self.stderr
-        );
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("groupsctl printed no JSON ({e}): {:?}", self.stdout))
-    }
-}
-
-impl From<Output> for CtlOutput {
-    fn from(output: Output) -> Self {
-        Self {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
-/// A `groupsctl` command with `DATABASE_URL` set and no other service settings inherited.
-pub fn groupsctl_command(database_url: &str) -> Command {
-    hermetic_command(groupsctl_binary(), database_url)
-}
-
-fn hermetic_command(program: PathBuf, database_url: &str) -> Command {
-    let mut command = Command::new(program);
-    for (key, _) in std::env::vars_os().filter(|(key, _)| is_service_setting(key)) {
-        command.env_remove(key);
-    }
-    // The environment rather than `--database-url`: it works whatever the subcommand.
-    command
-        .env("DATABASE_URL", database_url)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    command
-}
-
-/// Runs `groupsctl ARGS` against the database at `database_url` and waits for it.
-pub fn groupsctl(database_url: &str, args: &[&str]) -> CtlOutput {
-    run_to_end(
-        hermetic_command(groupsctl_binary(), database_url).args(args),
-        "groupsctl",
-    )
-}
-
-fn run_to_end(command: &mut Command, name: &str) -> CtlOutput {
-    command
-        .output()
-        .map(CtlOutput::from)
-        .unwrap_or_else(|e| panic!("groups-testkit: cannot run {name}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_listening_line() {
-        let line = "{\"listening\":\"127.0.0.1:4321\"}\n";
-        assert_eq!(
-            listening_address(line),
-            Some(Ok("127.0.0.1:4321".parse().unwrap()))
-        );
-        assert_eq!(listening_address("2026-01-01 INFO starting\n"), None);
-        assert_eq!(listening_address("{\"level\":\"info\"}"), None);
-        assert!(matches!(
-            listening_address("{\"listening\":\"nowhere\"}"),
-            Some(Err(_))
-        ));
-    }
-
-    #[test]
-    fn commands_get_the_database_url_and_no_inherited_settings() {
-        let mut command = hermetic_command(PathBuf::from("sh"), "postgres://x@127.0.0.1:1/db");
-        let output = run_to_end(
-            command.args(["-c", "echo \"$DATABASE_URL\"; echo oops >&2; exit 3"]),
-            "sh",
-        );
-        assert_eq!(output.stdout, "postgres://x@127.0.0.1:1/db\n");
-        assert_eq!(output.stderr, "oops\n");
-        assert_eq!(output.status.code(), Some(3));
-        assert!(!output.success());
-    }
 }
