@@ -9,6 +9,10 @@ use groups_core::{Access, Found, Group, GroupId, Lookup, User, UserId};
 use crate::removal::{decode_error, principal};
 use crate::statement::{fixed_statement, principal_sql};
 
+/// A read's statement: what it finds of object `Id` for a lookup (the server runs either on its
+/// database workers through one generic path).
+pub type Read<Id, T> = fn(&mut PgConnection, &Lookup<'_>, Id) -> QueryResult<Found<T>>;
+
 /// The user `id` of the lookup's instance, with their live groups ordered by id.
 pub fn get_user(
     conn: &mut PgConnection,
