@@ -68,10 +68,15 @@ impl r2d2::ManageConnection for ConnectionManager {
         let mut conn = PgConnection::establish(&with_network_timeouts(&self.database_url))?;
         // Pinned here, whatever the database's or role's defaults say: every statement of the
         // service is written for READ COMMITTED (a concurrent delete is seen, never an error).
+        // Generic plans: the statements are fixed and their parameters arrays and ids whose
+        // values never change the best plan, while planning the removal afresh for each call
+        // (PostgreSQL's default for the first executions, and whenever it guesses a custom
+        // plan is cheaper) costs several times its execution.
         let millis = self.statement_timeout.as_millis().max(1);
         conn.batch_execute(&format!(
             "SET statement_timeout = {millis}; \
-             SET default_transaction_isolation = 'read committed'"
+             SET default_transaction_isolation = 'read committed'; \
+             SET plan_cache_mode = force_generic_plan"
         ))
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         Ok(PooledConn {

@@ -357,3 +357,35 @@ fn a_fault_proxy_in_front_of_postgres_cuts_and_restores_it() {
     let mut conn = groups_store::connect(&via_proxy).unwrap();
     assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM users"), 0);
 }
+
+#[test]
+fn the_service_s_pooled_connections_are_pinned_to_their_session_settings() {
+    let db = TestDb::new();
+    // Whatever the database says by default...
+    db.conn()
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'serializable'; \
+             ALTER DATABASE \"{}\" SET plan_cache_mode = 'force_custom_plan'",
+            db.name(),
+            db.name()
+        ))
+        .unwrap();
+    let pool = groups_store::Pool::new(db.url(), &groups_store::PoolConfig::default());
+    let mut conn = pool.checkout(std::time::Duration::from_secs(5)).unwrap();
+    let show = |conn: &mut groups_store::Checkout, name: &str| {
+        conn.run(|c| {
+            diesel::sql_query(format!("SELECT current_setting('{name}') AS value"))
+                .get_result::<Setting>(c)
+        })
+        .unwrap()
+        .value
+    };
+    // ...the service's statements run in READ COMMITTED with generic plans (planning the
+    // removal for each call would cost more than running it), bounded by a statement timeout.
+    assert_eq!(
+        show(&mut conn, "default_transaction_isolation"),
+        "read committed"
+    );
+    assert_eq!(show(&mut conn, "plan_cache_mode"), "force_generic_plan");
+    assert_eq!(show(&mut conn, "statement_timeout"), "5s");
+}
