@@ -50,7 +50,8 @@ pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
     let mut script = format!(
         "-- groups-bench: {batch} removal(s) per statement, groups_store::removal_statement_sql()\n\
          \\set base (:n * :clients + :client_id) * {batch}\n\
-         \\set n :n + 1\n"
+         \\set n :n + 1\n\
+         \\if :base + {batch} <= :memberships\n"
     );
     for j in 0..batch {
         script.push_str(&format!(
@@ -60,7 +61,9 @@ pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
         ));
     }
     script.push_str(&statement);
-    script.push_str(";\n");
+    // Past the seed a transaction runs nothing (and is not counted), so the time pgbench runs
+    // on after the measured window never removes a membership twice.
+    script.push_str(";\n\\endif\n");
     Ok(script)
 }
 
@@ -102,6 +105,9 @@ fn substitute_binds(sql: &str, names: &[&str]) -> anyhow::Result<String> {
     );
     Ok(out)
 }
+
+/// Time allowed per pgbench client to connect and prepare before its first transaction.
+const CONNECT_TIME: Duration = Duration::from_millis(40);
 
 /// One pgbench run.
 #[derive(Debug)]
@@ -150,6 +156,9 @@ impl Pgbench<'_> {
                 array_literal(self.permitted.iter().map(|p| Some(*p))),
             ),
         ];
+        // pgbench's clock includes connecting (and preparing) all its clients, which the window
+        // leaves out; hundreds of them on a busy machine take seconds.
+        let connecting = Duration::from_secs(2) + CONNECT_TIME * u32::try_from(clients)?;
         let mut command = Command::new(self.program);
         command
             .args(["-n", "-M", "prepared", "-l"])
@@ -158,7 +167,7 @@ impl Pgbench<'_> {
             .arg(format!("--jobs={}", self.threads.clamp(1, clients)))
             .arg(format!(
                 "--time={}",
-                (plan.warmup + plan.duration).as_secs().max(1)
+                (plan.warmup + plan.duration + connecting).as_secs()
             ))
             .arg("-f")
             .arg(&script);
@@ -179,7 +188,8 @@ impl Pgbench<'_> {
         let entries = read_logs(self.dir)?;
         ensure!(
             !entries.is_empty(),
-            "pgbench logged no transaction:\n{stderr}"
+            "pgbench logged no transaction:\n{}{stderr}",
+            String::from_utf8_lossy(&output.stdout)
         );
         let mut measurement = summarise(&entries, plan, clients as u64, u64::from(self.batch));
         if !output.status.success() {
@@ -252,35 +262,32 @@ fn read_logs(dir: &Path) -> anyhow::Result<Vec<LogEntry>> {
 }
 
 /// The measurement of a run: the transactions that completed within the window starting
-/// `plan.warmup` after the first one started, each counting `batch` removals.
+/// `plan.warmup` after the first one completed, each counting `batch` removals. Transactions past
+/// the seed removed nothing: they only mark the seed used up if they ended within the window.
 pub(crate) fn summarise(
     entries: &[LogEntry],
     plan: &Plan,
     clients: u64,
     batch: u64,
 ) -> Measurement {
-    let started = entries
+    // The transaction's first removal; each client's numbers interleave with the others'.
+    let first = |e: &LogEntry| (e.transaction * clients + e.client) * batch;
+    let (real, past): (Vec<&LogEntry>, Vec<&LogEntry>) = entries
         .iter()
-        .map(|e| e.end_us - e.latency_us.unwrap_or(0))
-        .min()
-        .unwrap_or(0);
-    let last_end = entries.iter().map(|e| e.end_us).max().unwrap_or(0);
-    let from = started + micros(plan.warmup);
+        .partition(|e| first(e) + batch <= plan.memberships);
+    // From the first completion: pgbench starts every client's clock before it has connected
+    // them all, so the first transactions' latencies include that wait.
+    let started = entries.iter().map(|e| e.end_us).min();
+    let from = started.unwrap_or(0) + micros(plan.warmup);
+    let last_end = real.iter().map(|e| e.end_us).max().unwrap_or(0);
     let to = (from + micros(plan.duration)).min(last_end);
     let mut latency = new_histogram();
     let (mut measured_ok, mut ok, mut failed) = (0, 0, 0);
-    let mut exhausted = false;
-    let mut used_until = 0;
-    for entry in entries {
-        // The transaction's first removal; each client's numbers interleave with the others'.
-        let first = (entry.transaction * clients + entry.client) * batch;
-        exhausted |= first + batch > plan.memberships;
-        used_until = used_until.max((entry.transaction + 1) * clients * batch);
-        let measured = (from..=to).contains(&entry.end_us);
+    for entry in &real {
         match entry.latency_us {
             Some(us) => {
                 ok += batch;
-                if measured {
+                if (from..=to).contains(&entry.end_us) {
                     measured_ok += batch;
                     latency.saturating_record(us.max(1));
                 }
@@ -288,15 +295,22 @@ pub(crate) fn summarise(
             None => failed += batch,
         }
     }
+    // Each client's numbers interleave: all below its next one (and the others') are taken.
+    let used_until = real
+        .iter()
+        .map(|e| (e.transaction + 1) * clients * batch)
+        .max();
     let mut measurement = Measurement {
         latency,
         measured_ok,
         window: Duration::from_micros(to.saturating_sub(from)),
-        sent: entries.len() as u64 * batch,
+        sent: real.len() as u64 * batch,
         ok,
         errors: Default::default(),
-        exhausted,
-        used_until: used_until.min(plan.memberships),
+        exhausted: past
+            .iter()
+            .any(|e| e.end_us <= from + micros(plan.duration)),
+        used_until: used_until.unwrap_or(0).min(plan.memberships),
     };
     measurement.add_errors("pgbench: transaction failed", failed);
     measurement
@@ -343,7 +357,8 @@ mod tests {
                 assert!(script.contains(&format!(":{name}::")), "{name} in {script}");
             }
             assert!(script.contains("DELETE FROM memberships"));
-            assert!(script.trim_end().ends_with(';'));
+            assert!(script.ends_with(";\n\\endif\n"), "{script}");
+            assert!(script.contains(&format!("\\if :base + {batch} <= :memberships\n")));
             let sets = script.lines().filter(|l| l.starts_with("\\set ")).count();
             assert_eq!(sets, 2 + 3 * batch as usize, "{script}");
         }
@@ -401,21 +416,26 @@ mod tests {
             })
             .collect();
         let m = summarise(&entries, &plan, 2, 1);
-        // The window is 1 s..3 s: completions at 1.0, 1.5, 2.0, 2.5 and 3.0 s.
+        // The window is 1.5 s..3.5 s: completions at 1.5, 2.0, 2.5, 3.0 and 3.5 s.
         assert_eq!(m.measured_ok, 5);
         assert_eq!(m.window, Duration::from_secs(2));
         assert_eq!((m.sent, m.ok, m.error_count()), (8, 8, 0));
         assert_eq!(m.used_until, 16);
         assert!(!m.exhausted);
         // The same transactions removing 4 memberships each: 4 times the removals, the same
-        // latencies; client 0's 8th transaction removes numbers 56..60.
+        // latencies.
         let m = summarise(&entries, &plan, 2, 4);
         assert_eq!((m.measured_ok, m.sent, m.used_until), (20, 32, 64));
         assert_eq!(m.latency.len(), 5);
+        // A seed of 30 lasts 4 transactions (to 2.0 s); the 5th, within the window, finds it
+        // used up and removes nothing: the window ends at 2.0 s.
         let small = Plan {
-            memberships: 59,
+            memberships: 30,
             ..plan
         };
-        assert!(summarise(&entries, &small, 2, 4).exhausted);
+        let m = summarise(&entries, &small, 2, 4);
+        assert!(m.exhausted);
+        assert_eq!((m.measured_ok, m.sent), (8, 16));
+        assert_eq!(m.window, Duration::from_millis(500));
     }
 }

@@ -11,6 +11,10 @@ use crate::batches::BatchSizes;
 use crate::cli::Workload;
 use crate::measurement::{LatencySummary, Measurement};
 
+/// Cores that other processes may keep busy while a workload is measured before its figures
+/// are flagged as skewed.
+const BUSY_CORES: f64 = 0.2;
+
 /// CPU time per removal (all removals of the workload, warm-up included), in µs. `None`: the
 /// process takes no part in the workload or could not be measured.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -198,6 +202,12 @@ pub(crate) fn point_table(point: &Point) -> String {
             let _ = writeln!(
                 out,
                 "  {name}: {ok} successful answers but {deleted} deleted"
+            );
+        }
+        if let Some(busy) = row.other_cores.filter(|c| *c > BUSY_CORES) {
+            let _ = writeln!(
+                out,
+                "  {name}: other processes kept {busy:.2} cores busy: rerun"
             );
         }
         if let Some(batches) = &row.batches {
