@@ -14,12 +14,6 @@ pub(crate) const SWEEP: [u16; 5] = [1, 8, 32, 128, 512];
 #[derive(Debug, Parser, Serialize)]
 #[command(name = "groups-bench", version, about)]
 pub(crate) struct Args {
-    /// PostgreSQL to seed and run on: it is migrated, and gets an owner and instance of its own
-    /// with the seed (left there afterwards). Default: a private server from the machine's
-    /// PostgreSQL binaries in a temporary directory, removed afterwards.
-    #[arg(long)]
-    #[serde(skip)]
-    pub(crate) database_url: Option<String>,
     /// Clients of each workload (requests in flight at once); a comma-separated list runs each
     /// in turn.
     #[arg(long, value_delimiter = ',', default_value = "32",
@@ -28,8 +22,8 @@ pub(crate) struct Args {
     /// Run at 1, 8, 32, 128 and 512 clients (instead of --concurrency).
     #[arg(long, conflicts_with = "concurrency")]
     pub(crate) sweep: bool,
-    /// fsync and synchronous commit of the private PostgreSQL: off (the figures then measure CPU
-    /// and round trips, not this machine's disk), on, or both (off first).
+    /// fsync and synchronous commit of the benchmark's PostgreSQL: off (the figures then measure
+    /// CPU and round trips, not this machine's disk), on, or both (off first).
     #[arg(long, value_enum)]
     pub(crate) durability: Option<Durability>,
     /// The same as --durability on.
@@ -101,11 +95,6 @@ impl Args {
             (false, None | Some(Durability::Off)) => vec![false],
             (false, Some(Durability::Both)) => vec![false, true],
         }
-    }
-
-    /// Whether the durability was chosen (it can only be for the private PostgreSQL).
-    pub(crate) fn durability_given(&self) -> bool {
-        self.durable || self.durability.is_some()
     }
 
     /// The workloads in order, each once.

@@ -1,5 +1,4 @@
-//! The database side of a run: a private PostgreSQL (or the one at `--database-url`), and in it a
-//! fixture: an instance, its owner's key and G × U seeded memberships, put back after each
+//! The database side of a run: a private PostgreSQL, and in it a fixture: an instance, its owner's key and G × U seeded memberships, put back after each
 //! workload so every workload starts from the same seed.
 
 use std::path::{Path, PathBuf};
@@ -157,8 +156,7 @@ impl Fixture {
     }
 
     /// Removes the previous workload's audit rows and dead rows, and writes dirty pages out, so
-    /// each workload starts from the same clean state. Best effort: on a shared database the
-    /// benchmark's role may not be allowed to, and the run is still valid without.
+    /// each workload starts from the same clean state. Best effort: the run is valid without.
     pub(crate) fn settle(&self, conn: &mut PgConnection) {
         let audit = diesel::sql_query("DELETE FROM membership_events WHERE instance_id = $1")
             .bind::<BigInt, _>(self.instance_id)

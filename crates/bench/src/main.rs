@@ -58,11 +58,6 @@ struct JsonReport<'a> {
 /// Runs the session and reports it; returns the number of failed removals.
 fn run(args: &Args) -> anyhow::Result<u64> {
     ensure!(!args.workloads.is_empty(), "--workloads: name at least one");
-    ensure!(
-        args.database_url.is_none() || !args.durability_given(),
-        "--durability and --durable set the private PostgreSQL's settings: leave them out with \
-         --database-url"
-    );
     let session = Session::set_up(args)?;
     let result = session.run();
     session.tear_down();

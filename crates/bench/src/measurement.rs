@@ -113,20 +113,4 @@ mod tests {
         let max = LatencySummary::of(&h).max;
         assert!(max.abs_diff(12_345) <= 13, "{max}");
     }
-
-    #[test]
-    fn throughput_counts_the_window_only() {
-        let m = Measurement {
-            latency: new_histogram(),
-            measured_ok: 500,
-            window: Duration::from_millis(250),
-            sent: 900,
-            ok: 880,
-            errors: BTreeMap::from([("HTTP 503".to_owned(), 20)]),
-            exhausted: false,
-            used_until: 900,
-        };
-        assert_eq!(m.throughput(), 2000.0);
-        assert_eq!(m.error_count(), 20);
-    }
 }

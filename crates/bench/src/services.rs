@@ -21,7 +21,10 @@ use groups_pgembed::watchdog;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a service may take to drain and stop after SIGTERM before it is killed.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-const LOOPBACK: &str = "127.0.0.1:0";
+/// The flags of each service besides its upstream (given by `--server-arg`/`--gateway-arg`, which
+/// come after, the last of a flag given twice wins).
+const SERVER_FLAGS: &[&str] = &["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+const GATEWAY_FLAGS: &[&str] = &["--listen", "127.0.0.1:0", "--rate-limit", "0"];
 
 /// A binary built next to this one (`cargo build --release --workspace` puts all three in
 /// `target/release/`).
@@ -55,37 +58,15 @@ impl Stack {
         database_url: &str,
         (server_extra, gateway_extra): (&[String], &[String]),
     ) -> anyhow::Result<Self> {
-        let flags = ["--database-url", database_url, "--listen", LOOPBACK];
-        let flags = flags.into_iter().chain(["--metrics-listen", LOOPBACK]);
-        let args: Vec<&str> = flags
-            .chain(server_extra.iter().map(String::as_str))
-            .collect();
-        let server = Service::spawn(
-            "groups-server",
-            &args,
-            &dir.join(format!("server-{label}.log")),
-        )?;
+        let log = |name: &str| dir.join(format!("{name}-{label}.log"));
+        let flags = [SERVER_FLAGS, &["--database-url", database_url]].concat();
+        let server = Service::spawn("groups-server", &flags, server_extra, &log("server"))?;
         let metrics = server
             .announced_addr("metrics")
             .context("groups-server announced no metrics address")?;
-        let server_url = format!("http://{}", server.addr());
-        let flags = [
-            "--listen",
-            LOOPBACK,
-            "--server-url",
-            &server_url,
-            "--rate-limit",
-            "0",
-        ];
-        let args: Vec<&str> = flags
-            .into_iter()
-            .chain(gateway_extra.iter().map(String::as_str))
-            .collect();
-        let gateway = Service::spawn(
-            "groups-gateway",
-            &args,
-            &dir.join(format!("gateway-{label}.log")),
-        )?;
+        let url = format!("http://{}", server.addr());
+        let flags = [GATEWAY_FLAGS, &["--server-url", &url]].concat();
+        let gateway = Service::spawn("groups-gateway", &flags, gateway_extra, &log("gateway"))?;
         Ok(Self {
             server,
             gateway,
@@ -127,14 +108,20 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    /// Starts binary `name` with `args` and stderr (its log) in `log`, and waits for its
-    /// `{"listening":"ADDR",...}` line.
-    fn spawn(name: &'static str, args: &[&str], log: &Path) -> anyhow::Result<Self> {
+    /// Starts binary `name` with `args` then `extra`, stderr (its log) in `log`, and waits for
+    /// its `{"listening":"ADDR",...}` line.
+    fn spawn(
+        name: &'static str,
+        args: &[&str],
+        extra: &[String],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let program = sibling_binary(name)?;
         let log_file =
             File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = Command::new(&program)
             .args(args)
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

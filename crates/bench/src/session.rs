@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use diesel::PgConnection;
-use groups_pgembed::{PgBinaries, RunAs, watchdog};
+use groups_pgembed::{PgBinaries, RunAs};
 use serde::Serialize;
 
 use crate::batches::BatchSizes;
@@ -26,7 +26,7 @@ pub(crate) struct Session<'a> {
     args: &'a Args,
     runtime: tokio::runtime::Runtime,
     work_dir: PathBuf,
-    postgres: Option<PrivatePostgres>,
+    postgres: PrivatePostgres,
     pgbench_program: Option<PathBuf>,
     ticks_per_second: u64,
 }
@@ -36,15 +36,13 @@ pub(crate) struct Session<'a> {
 pub(crate) struct Environment {
     pub(crate) cpus: usize,
     pub(crate) postgres: String,
-    pub(crate) private_postgres: bool,
     pub(crate) memberships: u64,
     pub(crate) seed_seconds: f64,
     pub(crate) removal_statement: &'static str,
 }
 
 impl<'a> Session<'a> {
-    /// Finds the binaries, starts the private PostgreSQL (unless `--database-url`) and the load
-    /// generator's runtime.
+    /// Finds the binaries, starts the private PostgreSQL and the load generator's runtime.
     pub(crate) fn set_up(args: &'a Args) -> anyhow::Result<Self> {
         // Found before anything slow happens, so a missing build fails at once.
         services::sibling_binary("groups-server")?;
@@ -56,30 +54,13 @@ impl<'a> Session<'a> {
             .then(find_pgbench)
             .transpose()?;
         let work_dir = work_dir()?;
-        let postgres = match &args.database_url {
-            Some(_) => {
-                if !args.keep_dir {
-                    // Nothing to stop: the watchdog only removes the directory afterwards.
-                    watchdog::stop_after_exit(&["true"], Some(work_dir.as_os_str()))
-                        .context("cannot start the clean-up watchdog (sh)")?;
-                }
-                None
-            }
-            None => {
-                eprintln!(
-                    "groups-bench: starting a private PostgreSQL in {}",
-                    work_dir.display()
-                );
-                // pgbench's clients and the server's pool at once, with room to spare.
-                let most = args.client_counts().into_iter().max().unwrap_or(1);
-                let max_connections = u32::from(most) + 100;
-                Some(PrivatePostgres::start(
-                    &work_dir,
-                    max_connections,
-                    args.keep_dir,
-                )?)
-            }
-        };
+        eprintln!(
+            "groups-bench: starting a private PostgreSQL in {}",
+            work_dir.display()
+        );
+        // pgbench's clients and the server's pool at once, with room to spare.
+        let most = args.client_counts().into_iter().max().unwrap_or(1);
+        let postgres = PrivatePostgres::start(&work_dir, u32::from(most) + 100, args.keep_dir)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(usize::from(args.client_threads))
             .enable_all()
@@ -95,21 +76,15 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Stops the private PostgreSQL, if any (the watchdog would, once this process is gone).
+    /// Stops the private PostgreSQL (the watchdog would, once this process is gone).
     pub(crate) fn tear_down(&self) {
-        if let Some(postgres) = &self.postgres {
-            postgres.stop();
-        }
+        self.postgres.stop();
     }
 
     /// Seeds, then runs every point: each durability in turn, each client count within it.
     pub(crate) fn run(&self) -> anyhow::Result<(Vec<Point>, Environment)> {
         let args = self.args;
-        let database_url = match (&self.postgres, &args.database_url) {
-            (Some(postgres), _) => postgres.create_database("bench")?,
-            (None, Some(url)) => url.clone(),
-            (None, None) => bail!("no database"),
-        };
+        let database_url = self.postgres.create_database("bench")?;
         let mut conn = database::connect(&database_url)?;
         let tag = format!("bench-{}", unix_seconds());
         let (groups, users) = (args.groups, args.users);
@@ -125,16 +100,13 @@ impl<'a> Session<'a> {
         let environment = Environment {
             cpus: std::thread::available_parallelism().map_or(0, usize::from),
             postgres: database::setting(&mut conn, "server_version"),
-            private_postgres: self.postgres.is_some(),
             memberships: fixture.layout.memberships(),
             seed_seconds: fixture.seed_seconds,
             removal_statement: groups_store::removal_statement_sql(),
         };
         let mut points = Vec::new();
         for durable in args.durability_modes() {
-            if self.postgres.is_some() {
-                database::set_durability(&mut conn, durable)?;
-            }
+            database::set_durability(&mut conn, durable)?;
             for clients in args.client_counts() {
                 points.push(self.run_point(&mut conn, &fixture, clients)?);
             }
@@ -227,10 +199,7 @@ impl<'a> Session<'a> {
                 .then(|| services::scrape_metrics(services.metrics));
             Ok(page.transpose()?.map(|page| BatchSizes::parse(&page)))
         };
-        let postmaster = self
-            .postgres
-            .as_ref()
-            .and_then(|pg| proc_stats::postmaster_pid(&pg.data_dir()).ok());
+        let postmaster = proc_stats::postmaster_pid(&self.postgres.data_dir()).ok();
         let plan = Plan {
             warmup: Duration::from_secs(self.args.warmup),
             duration: Duration::from_secs(self.args.duration),
@@ -373,8 +342,7 @@ impl CpuSnapshot {
         }
     }
 
-    /// Cores kept busy since `before` by processes other than the ones measured; `None` when
-    /// PostgreSQL's share is unknown (a database the benchmark did not start).
+    /// Cores kept busy since `before` by processes other than the ones measured.
     fn other_cores(&self, before: &Self, ticks_per_second: u64) -> Option<f64> {
         let delta = |after: Option<u64>, before: Option<u64>| after?.checked_sub(before?);
         let machine = delta(self.machine, before.machine)?;
@@ -389,30 +357,20 @@ impl CpuSnapshot {
     }
 }
 
-/// pgbench, a sibling of PostgreSQL's server binaries: where `PgBinaries` found them, else
-/// where they really live (a `PATH` directory may hold symlinks to only some of them), else on
-/// `PATH`.
+/// pgbench, next to PostgreSQL's server binaries (Debian keeps it there) or on `PATH`.
 fn find_pgbench() -> anyhow::Result<PathBuf> {
-    let binaries = PgBinaries::find().map_err(|e| anyhow::anyhow!(e))?;
-    let mut candidates = vec![binaries.program("pgbench")];
-    if let Ok(postgres) = binaries.program("postgres").canonicalize()
-        && let Some(dir) = postgres.parent()
-    {
-        candidates.push(dir.join("pgbench"));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("pgbench")));
-    }
-    candidates
-        .into_iter()
+    let next_to_server = PgBinaries::find()
+        .map_err(|e| anyhow::anyhow!(e))?
+        .program("pgbench");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path).map(|dir| dir.join("pgbench"));
+    std::iter::once(next_to_server)
+        .chain(on_path)
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "no pgbench next to PostgreSQL's server binaries ({}) or on PATH; install it \
-             (Debian: postgresql-client) or leave out the pgbench workloads",
-                binaries.program("pgbench").display()
-            )
-        })
+        .context(
+            "no pgbench next to PostgreSQL's server binaries or on PATH; install it (Debian: \
+         postgresql-client) or leave out the pgbench workloads",
+        )
 }
 
 fn unix_seconds() -> u64 {
