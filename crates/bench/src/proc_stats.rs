@@ -113,29 +113,31 @@ fn parse_machine_busy(stat: &str) -> Option<u64> {
 }
 
 /// Total CPU ticks of a process tree rooted at `root` (PostgreSQL's postmaster and its
-/// backends): the root's own and reaped children's time, plus each live child's own.
-///
-/// A backend that exits between two readings moves from "live child" to the root's "reaped
-/// children", so differences between readings stay exact.
+/// backends): each live child's own time, then the root's own and reaped children's. Exact while
+/// no child exits during the reading: read after a workload's clients have gone (see
+/// [`children`]).
 pub(crate) fn tree_cpu_ticks(root: u32) -> anyhow::Result<u64> {
+    let live: u64 = children(root)?.iter().map(|c| c.own).sum();
     let root_times = cpu_times(root)?;
-    let mut total = root_times.own + root_times.reaped_children;
+    Ok(live + root_times.own + root_times.reaped_children)
+}
+
+/// The live children of `root`.
+pub(crate) fn children(root: u32) -> anyhow::Result<Vec<CpuTimes>> {
+    let mut children = Vec::new();
     for entry in fs::read_dir("/proc").context("reading /proc")?.flatten() {
-        let Some(pid) = entry
+        let pid = entry
             .file_name()
             .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A process may end between listing and reading: skip it, its time is in the root's.
-        if let Ok(times) = cpu_times(pid)
+            .and_then(|n| n.parse::<u32>().ok());
+        // A process may end between listing and reading: it is no longer a live child.
+        if let Some(times) = pid.and_then(|pid| cpu_times(pid).ok())
             && times.parent_pid == root
         {
-            total += times.own;
+            children.push(times);
         }
     }
-    Ok(total)
+    Ok(children)
 }
 
 /// The postmaster's pid, from the first line of `DATA/postmaster.pid`.

@@ -207,9 +207,20 @@ impl<'a> Session<'a> {
             memberships: fixture.layout.memberships(),
         };
         let batches_before = scrape()?;
+        let backends = postmaster
+            .filter(|_| !workload.uses_server())
+            .and_then(|pm| proc_stats::children(pm).ok().map(|c| c.len()));
         let cpu_before = CpuSnapshot::take(server, gateway, postmaster);
         let (measurement, workload_clients) =
             self.drive(workload, batch, &plan, fixture, services)?;
+        // pgbench's backends exit after it does: their time is counted once they are reaped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let (Some(pm), Some(before)) = (postmaster, backends)
+            && proc_stats::children(pm).is_ok_and(|c| c.len() > before)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let cpu_after = CpuSnapshot::take(server, gateway, postmaster);
         let batches = scrape()?
             .zip(batches_before)
