@@ -1,5 +1,6 @@
-//! The database side of a run: a private PostgreSQL, and in it a fixture: an instance, its owner's key and G × U seeded memberships, put back after each
-//! workload so every workload starts from the same seed.
+//! The database side of a run: a private PostgreSQL, and in it a fixture: an instance, its
+//! owner's key and G × U seeded memberships, put back after each workload so every workload
+//! starts from the same seed.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
