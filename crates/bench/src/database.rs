@@ -1,11 +1,12 @@
-//! The database side of a run: a private PostgreSQL (or the one at `--database-url`), and in it a
-//! fixture: an instance, its owner's key and G × U seeded memberships.
+//! The database side of a run: a private PostgreSQL, and in it a fixture: an instance, its
+//! owner's key and G × U seeded memberships, put back after each workload so every workload
+//! starts from the same seed.
 
 use std::path::{Path, PathBuf};
-
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -14,10 +15,9 @@ use groups_store::provision;
 
 use crate::memberships::SeedLayout;
 
-/// Settings of the private server. Durability is off unless `--durable`: with it on, every
-/// removal waits for this machine's disk to flush the WAL, which hides the CPU and round-trip
-/// costs the benchmark is after. Autovacuum is off because the benchmark vacuums between
+/// Settings of the private server. Autovacuum is off because the benchmark vacuums between
 /// workloads itself, so no workload pays for another's dead rows at a random moment.
+/// Durability is set per block of the run (see [`set_durability`]).
 const SETTINGS: &str = "
 autovacuum = off
 jit = off
@@ -26,14 +26,11 @@ shared_buffers = 256MB
 max_wal_size = 4GB
 ";
 
-const FAST_SETTINGS: &str = "
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-";
+/// The settings `--durability` switches, all reloadable without a restart.
+const DURABILITY_SETTINGS: [&str; 3] = ["fsync", "synchronous_commit", "full_page_writes"];
 
-/// A private PostgreSQL in the benchmark's work directory, stopped (and the work directory
-/// removed) by its watchdog once the benchmark ends, however it ends.
+/// A private PostgreSQL in the benchmark's work directory, stopped (and, unless kept, its
+/// directory removed) by its watchdog once the benchmark ends, however it ends.
 #[derive(Debug)]
 pub(crate) struct PrivatePostgres {
     server: Mutex<Option<Server>>,
@@ -42,22 +39,11 @@ pub(crate) struct PrivatePostgres {
 }
 
 impl PrivatePostgres {
-    /// `initdb` into `work_dir/pg` and start on a free loopback port. Unless `keep`, the
-    /// watchdog also removes the server's directory after the benchmark.
-    pub(crate) fn start(
-        work_dir: &Path,
-        durable: bool,
-        max_connections: u32,
-        keep: bool,
-    ) -> anyhow::Result<Self> {
-        let settings = if durable {
-            SETTINGS.to_owned()
-        } else {
-            format!("{SETTINGS}{FAST_SETTINGS}")
-        };
+    /// `initdb` into `work_dir/pg` and start on a free loopback port.
+    pub(crate) fn start(work_dir: &Path, max_connections: u32, keep: bool) -> anyhow::Result<Self> {
         let config = Config {
-            settings,
-            durable,
+            settings: SETTINGS.to_owned(),
+            durable: false,
             listen: Listen::Loopback,
             max_connections: vec![max_connections],
             on_exit: StopMode::Immediate,
@@ -71,18 +57,12 @@ impl PrivatePostgres {
         })
     }
 
-    /// A URL of database `name` as the superuser.
-    pub(crate) fn url(&self, name: &str) -> String {
-        self.url.replace("/postgres", &format!("/{name}"))
-    }
-
-    /// Creates an empty database and returns its URL.
+    /// Creates an empty database and returns its URL (as the superuser).
     pub(crate) fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        let mut admin = connect(&self.url("postgres"))?;
-        admin
+        connect(&self.url)?
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .with_context(|| format!("creating database {name}"))?;
-        Ok(self.url(name))
+        Ok(self.url.replace("/postgres", &format!("/{name}")))
     }
 
     /// The data directory (its `postmaster.pid` names the server process).
@@ -97,6 +77,30 @@ impl PrivatePostgres {
             eprintln!("groups-bench: stopping the private PostgreSQL: {error}");
         }
     }
+}
+
+/// Turns fsync, synchronous commit and full-page writes on or off for every session, and waits
+/// until the server has reloaded them. Off, a removal does not wait for this machine's disk,
+/// so the figures measure CPU and round trips; on, they include the WAL flush of each commit.
+pub(crate) fn set_durability(conn: &mut PgConnection, durable: bool) -> anyhow::Result<()> {
+    let value = if durable { "on" } else { "off" };
+    for name in DURABILITY_SETTINGS {
+        conn.batch_execute(&format!("ALTER SYSTEM SET {name} = {value}"))
+            .with_context(|| format!("setting {name} = {value}"))?;
+    }
+    conn.batch_execute("SELECT pg_reload_conf()")?;
+    // The postmaster signals the backends; each reads the file before its next command.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while DURABILITY_SETTINGS
+        .iter()
+        .any(|name| setting(conn, name) != value)
+    {
+        if Instant::now() > deadline {
+            bail!("PostgreSQL did not reload {DURABILITY_SETTINGS:?} = {value}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// One connection outside any pool.
@@ -122,39 +126,43 @@ impl Fixture {
     /// Migrates, creates an owner and instance named after `tag`, and seeds `groups` × `users`
     /// memberships with `groupsctl seed`'s loader.
     pub(crate) fn create(
+        conn: &mut PgConnection,
         database_url: &str,
         tag: &str,
-        groups: i64,
-        users: i64,
+        (groups, users): (i64, i64),
     ) -> anyhow::Result<Self> {
-        let mut conn = connect(database_url)?;
-        groups_store::migrate(&mut conn).map_err(|e| anyhow!("{e}"))?;
+        groups_store::migrate(conn).map_err(|e| anyhow!("{e}"))?;
         let email = format!("owner@{tag}.bench.invalid");
-        let admin = provision::create_admin(&mut conn, &email).map_err(|e| anyhow!("{e}"))?;
+        let admin = provision::create_admin(conn, &email).map_err(|e| anyhow!("{e}"))?;
         let (instance_id, instance) =
-            provision::create_instance(&mut conn, tag, &email).map_err(|e| anyhow!("{e}"))?;
-        let started = std::time::Instant::now();
-        let seed = groups_store::seed(&mut conn, &instance, groups, users)
+            provision::create_instance(conn, tag, &email).map_err(|e| anyhow!("{e}"))?;
+        let started = Instant::now();
+        let seed = groups_store::seed(conn, &instance, groups, users)
             .map_err(|e| anyhow!("seeding {groups} groups x {users} users: {e}"))?;
-        let seed_seconds = started.elapsed().as_secs_f64();
-        let fixture = Self {
+        Ok(Self {
             database_url: database_url.to_owned(),
             instance,
             instance_id,
             key: admin.key.expose().to_owned(),
             key_digest: *admin.key.digest().as_bytes(),
             layout: SeedLayout::new(&seed),
-            seed_seconds,
-        };
-        fixture.settle(&mut conn);
-        Ok(fixture)
+            seed_seconds: started.elapsed().as_secs_f64(),
+        })
     }
 
-    /// Removes the dead rows of the previous workload and writes dirty pages out, so each
-    /// workload starts from the same clean state. Best effort: on a shared database the
-    /// benchmark's role may not be allowed to, and the run is still valid without.
+    /// Removes the previous workload's audit rows and dead rows, and writes dirty pages out, so
+    /// each workload starts from the same clean state. Best effort: the run is valid without.
     pub(crate) fn settle(&self, conn: &mut PgConnection) {
-        for statement in ["VACUUM (ANALYZE) memberships", "CHECKPOINT"] {
+        let audit = diesel::sql_query("DELETE FROM membership_events WHERE instance_id = $1")
+            .bind::<BigInt, _>(self.instance_id)
+            .execute(conn);
+        if let Err(error) = audit {
+            eprintln!("groups-bench: clearing the audit rows failed (continuing): {error}");
+        }
+        for statement in [
+            "VACUUM (ANALYZE) memberships, membership_events",
+            "CHECKPOINT",
+        ] {
             if let Err(error) = conn.batch_execute(statement) {
                 eprintln!("groups-bench: {statement} failed (continuing): {error}");
             }
@@ -162,7 +170,7 @@ impl Fixture {
     }
 
     /// Puts back the memberships that request numbers `0..used` removed (see
-    /// `SeedLayout::membership`), so the next round starts from the full seed.
+    /// `SeedLayout::membership`), so the next workload starts from the full seed.
     pub(crate) fn restore(&self, conn: &mut PgConnection, used: u64) -> anyhow::Result<()> {
         let l = self.layout;
         let restored = diesel::sql_query(
@@ -176,7 +184,7 @@ impl Fixture {
         .bind::<BigInt, _>(l.stride)
         .bind::<BigInt, _>(l.groups * l.users)
         .bind::<BigInt, _>(l.users)
-        .bind::<BigInt, _>(i64::try_from(used)?)
+        .bind::<BigInt, _>(i64::try_from(used.min(l.memberships()))?)
         .execute(conn)
         .context("putting the removed memberships back")?;
         let count = self.count(conn)?;
@@ -202,18 +210,9 @@ impl Fixture {
                 .context("counting memberships")?;
         Ok(count.n)
     }
-
-    /// `\x...`: the key digest as bytea text input (how pgbench binds it).
-    pub(crate) fn key_digest_bytea(&self) -> String {
-        let mut text = String::from("\\x");
-        for byte in self.key_digest {
-            text.push_str(&format!("{byte:02x}"));
-        }
-        text
-    }
 }
 
-/// A `SHOW` setting, for the report.
+/// A setting's current value (`?` when it cannot be read), for the report.
 pub(crate) fn setting(conn: &mut PgConnection, name: &str) -> String {
     #[derive(QueryableByName)]
     struct Setting {

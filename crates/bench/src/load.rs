@@ -2,6 +2,7 @@
 //! answered, over REST (one keep-alive HTTP/1.1 connection per task) or gRPC (HTTP/2 channels
 //! shared by the tasks, as the gateway shares its own).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,24 +20,17 @@ use tokio::net::TcpStream;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::measurement::{Length, Measurement, Plan, new_histogram};
+use crate::measurement::{Measurement, Plan, new_histogram};
 use crate::memberships::SeedLayout;
 
 /// A request still unanswered after this long counts as a timeout (the services' own deadlines
 /// are shorter: this only guards the benchmark against hanging).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One task's way of removing a membership. `Err` holds the kind of failure, for counting.
+/// One task's way of removing a membership that exists: success is the only right answer.
+/// `Err` holds the kind of failure, for counting.
 pub(crate) trait Remover: Send + 'static {
-    /// Removes a membership that exists: success is the only right answer.
     fn remove(&mut self, group: i64, user: i64) -> impl Future<Output = Result<(), String>> + Send;
-
-    /// Asks to remove a membership that does not exist: "not a member" is the right answer.
-    fn remove_missing(
-        &mut self,
-        group: i64,
-        user: i64,
-    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// REST through the gateway: `DELETE /v1.1/instances/{i}/groups/{g}/users/{u}/` with
@@ -78,9 +72,8 @@ impl RestRemover {
     }
 }
 
-impl RestRemover {
-    /// Sends one DELETE; `Ok` holds the status and the JSON `detail`, if any.
-    async fn send(&mut self, group: i64, user: i64) -> Result<(StatusCode, String), String> {
+impl Remover for RestRemover {
+    async fn remove(&mut self, group: i64, user: i64) -> Result<(), String> {
         let sender = match &mut self.sender {
             Some(sender) if !sender.is_closed() => sender,
             _ => self.sender.insert(self.connect().await?),
@@ -104,35 +97,17 @@ impl RestRemover {
         let status = response.status();
         // Read to the end, so the connection can carry the next request.
         let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        if status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
         let detail = body
             .ok()
-            .filter(|b| !b.is_empty())
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v.get("detail")?.as_str().map(str::to_owned))
             .unwrap_or_default();
-        Ok((status, detail))
-    }
-}
-
-fn rest_failure(status: StatusCode, detail: &str) -> String {
-    format!("HTTP {} {detail}", status.as_u16())
-        .trim_end()
-        .to_owned()
-}
-
-impl Remover for RestRemover {
-    async fn remove(&mut self, group: i64, user: i64) -> Result<(), String> {
-        match self.send(group, user).await? {
-            (StatusCode::NO_CONTENT, _) => Ok(()),
-            (status, detail) => Err(rest_failure(status, &detail)),
-        }
-    }
-
-    async fn remove_missing(&mut self, group: i64, user: i64) -> Result<(), String> {
-        match self.send(group, user).await? {
-            (StatusCode::NOT_FOUND, detail) if detail == "Not found" => Ok(()),
-            (status, detail) => Err(rest_failure(status, &detail)),
-        }
+        Err(format!("HTTP {} {detail}", status.as_u16())
+            .trim_end()
+            .to_owned())
     }
 }
 
@@ -169,13 +144,13 @@ impl GrpcRemover {
     }
 }
 
-impl GrpcRemover {
-    async fn send(&mut self, group: i64, user: i64, allow_missing: bool) -> Result<(), String> {
+impl Remover for GrpcRemover {
+    async fn remove(&mut self, group: i64, user: i64) -> Result<(), String> {
         let mut request = tonic::Request::new(RemoveGroupMemberRequest {
             instance_name: self.instance.clone(),
             group_id: group,
             user_id: user,
-            allow_missing,
+            allow_missing: false,
             parent: 0,
         });
         request.metadata_mut().insert("x-api-key", self.key.clone());
@@ -189,138 +164,125 @@ impl GrpcRemover {
     }
 }
 
-impl Remover for GrpcRemover {
-    async fn remove(&mut self, group: i64, user: i64) -> Result<(), String> {
-        self.send(group, user, false).await
-    }
-
-    /// With `allow_missing` (AIP-135), "not a member" is a success.
-    async fn remove_missing(&mut self, group: i64, user: i64) -> Result<(), String> {
-        self.send(group, user, true).await
-    }
-}
-
-/// Runs `plan` with one task per remover (as many as the plan's concurrency), each taking the
-/// next request number from a shared counter, until the plan's length is reached or its range
-/// of memberships is used up.
+/// Runs `plan` with one task per remover, each taking the next request number from a shared
+/// counter, until the plan's time is up or its memberships are used up.
 pub(crate) async fn drive<R: Remover>(
     removers: Vec<R>,
     plan: &Plan,
     layout: SeedLayout,
 ) -> anyhow::Result<Measurement> {
-    let next = Arc::new(AtomicU64::new(plan.range.start));
-    let prime_until = Instant::now() + plan.prime;
-    let clock = Clock::new(plan, prime_until);
+    let next = Arc::new(AtomicU64::new(0));
+    let measure_from = Instant::now() + plan.warmup;
+    let end = measure_from + plan.duration;
     let mut tasks = Vec::with_capacity(removers.len());
     for remover in removers {
         let next = Arc::clone(&next);
-        let limit = plan.range.end;
-        tasks.push(tokio::spawn(async move {
-            let mut remover = remover;
-            let (primed, wrong) = prime(&mut remover, prime_until, layout).await;
-            let mut tally = run_task(remover, next, clock, limit, layout).await;
-            tally.primed = primed;
-            for (kind, n) in wrong {
-                *tally.errors.entry(format!("warm-up: {kind}")).or_default() += n;
-            }
-            tally
-        }));
+        let task = Task {
+            next,
+            limit: plan.memberships,
+            layout,
+            measure_from,
+            end,
+        };
+        tasks.push(tokio::spawn(task.run(remover)));
     }
-    let mut total = TaskTally::default();
+    let mut total = Tally::default();
     for task in tasks {
         total.merge(task.await.context("a load task panicked")?);
     }
-    let window = match clock {
-        Clock::Timed { measure_from, end } => {
-            if total.exhausted {
-                total.last_end.map_or(Duration::ZERO, |t| {
-                    t.saturating_duration_since(measure_from)
-                })
-            } else {
-                end - measure_from
-            }
-        }
-        Clock::Counted { .. } => match (total.first_start, total.last_end) {
-            (Some(first), Some(last)) => last - first,
-            _ => Duration::ZERO,
-        },
+    let window = if total.exhausted {
+        total.last_end.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(measure_from)
+        })
+    } else {
+        end - measure_from
     };
-    let mut measurement = Measurement {
+    Ok(Measurement {
         latency: total.latency,
         measured_ok: total.measured_ok,
         window,
         sent: total.sent,
         ok: total.ok,
-        errors: Default::default(),
+        errors: total.errors,
         exhausted: total.exhausted,
         // Tasks that found the counter past the end took a number and used none.
-        used_until: match clock {
-            Clock::Counted { end, .. } => next.load(Ordering::Relaxed).min(end),
-            Clock::Timed { .. } => next.load(Ordering::Relaxed).min(plan.range.end),
-        },
-        primed: total.primed,
-    };
-    for (kind, n) in total.errors {
-        measurement.add_errors(&kind, n);
-    }
-    Ok(measurement)
+        used_until: next.load(Ordering::Relaxed).min(plan.memberships),
+    })
 }
 
-/// When a task stops, and which of its requests are measured.
-#[derive(Debug, Clone, Copy)]
-enum Clock {
-    /// Completions within `measure_from..=end` are measured; no request starts after `end`.
-    Timed { measure_from: Instant, end: Instant },
-    /// Request numbers in `measure_from..end` are measured.
-    Counted { measure_from: u64, end: u64 },
-}
-
-impl Clock {
-    fn new(plan: &Plan, started: Instant) -> Self {
-        match plan.length {
-            Length::Timed { warmup, duration } => Self::Timed {
-                measure_from: started + warmup,
-                end: started + warmup + duration,
-            },
-            Length::Counted { warmup, requests } => Self::Counted {
-                measure_from: plan.range.start + warmup,
-                end: (plan.range.start + warmup + requests).min(plan.range.end),
-            },
-        }
-    }
-}
-
+/// What one task shares with the others and when it stops: requests completing within
+/// `measure_from..=end` are measured; none starts after `end`.
 #[derive(Debug)]
-struct TaskTally {
+struct Task {
+    next: Arc<AtomicU64>,
+    limit: u64,
+    layout: SeedLayout,
+    measure_from: Instant,
+    end: Instant,
+}
+
+impl Task {
+    async fn run<R: Remover>(self, mut remover: R) -> Tally {
+        let mut tally = Tally::default();
+        while Instant::now() < self.end {
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            if k >= self.limit {
+                tally.exhausted = true;
+                break;
+            }
+            let (group, user) = self.layout.membership(k);
+            let start = Instant::now();
+            let outcome = tokio::time::timeout(REQUEST_TIMEOUT, remover.remove(group, user))
+                .await
+                .unwrap_or_else(|_| Err("timeout".to_owned()));
+            let done = Instant::now();
+            tally.sent += 1;
+            let measured = done >= self.measure_from && done <= self.end;
+            if measured {
+                let micros = u64::try_from((done - start).as_micros()).unwrap_or(u64::MAX);
+                tally.latency.saturating_record(micros.max(1));
+                tally.last_end = tally.last_end.max(Some(done));
+            }
+            match outcome {
+                Ok(()) => {
+                    tally.ok += 1;
+                    tally.measured_ok += u64::from(measured);
+                }
+                Err(kind) => *tally.errors.entry(kind).or_default() += 1,
+            }
+        }
+        tally
+    }
+}
+
+/// One task's counts, then all tasks' summed.
+#[derive(Debug)]
+struct Tally {
     latency: hdrhistogram::Histogram<u64>,
     measured_ok: u64,
     sent: u64,
     ok: u64,
-    errors: std::collections::BTreeMap<String, u64>,
-    first_start: Option<Instant>,
+    errors: BTreeMap<String, u64>,
     last_end: Option<Instant>,
     exhausted: bool,
-    primed: u64,
 }
 
-impl Default for TaskTally {
+impl Default for Tally {
     fn default() -> Self {
         Self {
             latency: new_histogram(),
             measured_ok: 0,
             sent: 0,
             ok: 0,
-            errors: Default::default(),
-            first_start: None,
+            errors: BTreeMap::new(),
             last_end: None,
             exhausted: false,
-            primed: 0,
         }
     }
 }
 
-impl TaskTally {
-    fn merge(&mut self, other: TaskTally) {
+impl Tally {
+    fn merge(&mut self, other: Tally) {
         // Same bounds on both sides: adding cannot fail.
         let _ = self.latency.add(&other.latency);
         self.measured_ok += other.measured_ok;
@@ -329,91 +291,7 @@ impl TaskTally {
         for (kind, n) in other.errors {
             *self.errors.entry(kind).or_default() += n;
         }
-        self.first_start = earliest(self.first_start, other.first_start);
         self.last_end = self.last_end.max(other.last_end);
         self.exhausted |= other.exhausted;
-        self.primed += other.primed;
     }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Asks for the removal of a membership that does not exist until `until`; returns how many
-/// requests it sent and the wrong answers by kind.
-async fn prime<R: Remover>(
-    remover: &mut R,
-    until: Instant,
-    layout: SeedLayout,
-) -> (u64, std::collections::BTreeMap<String, u64>) {
-    let mut sent = 0;
-    let mut wrong = std::collections::BTreeMap::new();
-    // The instance is fresh and holds only seeded users, so the user after the last is nobody's.
-    let (group, user) = (layout.first_group, layout.first_user + layout.users);
-    while Instant::now() < until {
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, remover.remove_missing(group, user))
-            .await
-            .unwrap_or_else(|_| Err("timeout".to_owned()));
-        sent += 1;
-        if let Err(kind) = answer {
-            *wrong.entry(kind).or_default() += 1;
-        }
-    }
-    (sent, wrong)
-}
-
-async fn run_task<R: Remover>(
-    mut remover: R,
-    next: Arc<AtomicU64>,
-    clock: Clock,
-    limit: u64,
-    layout: SeedLayout,
-) -> TaskTally {
-    let mut tally = TaskTally::default();
-    loop {
-        if let Clock::Timed { end, .. } = clock
-            && Instant::now() >= end
-        {
-            break;
-        }
-        let k = next.fetch_add(1, Ordering::Relaxed);
-        if let Clock::Counted { end, .. } = clock
-            && k >= end
-        {
-            break;
-        }
-        if k >= limit {
-            tally.exhausted = true;
-            break;
-        }
-        let (group, user) = layout.membership(k);
-        let start = Instant::now();
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, remover.remove(group, user))
-            .await
-            .unwrap_or_else(|_| Err("timeout".to_owned()));
-        let done = Instant::now();
-        tally.sent += 1;
-        let measured = match clock {
-            Clock::Timed { measure_from, end } => done >= measure_from && done <= end,
-            Clock::Counted { measure_from, .. } => k >= measure_from,
-        };
-        if measured {
-            let micros = u64::try_from(done.duration_since(start).as_micros()).unwrap_or(u64::MAX);
-            tally.latency.saturating_record(micros.max(1));
-            tally.first_start = earliest(tally.first_start, Some(start));
-            tally.last_end = tally.last_end.max(Some(done));
-        }
-        match outcome {
-            Ok(()) => {
-                tally.ok += 1;
-                tally.measured_ok += u64::from(measured);
-            }
-            Err(kind) => *tally.errors.entry(kind).or_default() += 1,
-        }
-    }
-    tally
 }

@@ -1,147 +1,145 @@
-//! The physical limit: `pgbench -M prepared` running, at the same concurrency, exactly the
-//! statement the server runs for one removal, on memberships of its own from the same seed.
+//! The database's own limits: `pgbench -M prepared` running exactly the server's statement
+//! (`groups_store::removal_statement_sql()`) on the same seed, with the same removals in flight:
+//! one removal per statement and commit (the naive limit), or B per statement and commit, B the
+//! batch size the server formed (the batched limit).
 //!
-//! pgbench binds its variables as text, and cannot bind SQL NULL: the API key digest (`$3`),
-//! NULL in the server's call for an admin's key, is bound to an empty bytea, which matches no key
-//! either (one more probe of the tiny `api_keys` index; the same rows and the same answer).
+//! Every bind is an array, as the server sends it; the API key digests are NULL, as in the
+//! server's call for an admin's account key.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 
 use crate::database::Fixture;
-use crate::measurement::{Length, Measurement, Plan, new_histogram};
+use crate::measurement::{Measurement, Plan, new_histogram};
 
-/// pgbench variables for the statement's binds `$1..$6`, in order.
+/// pgbench variables for the statement's binds `$1..$7`, in order. All are arrays, one element
+/// per removal: the constant ones are bound whole, as the server binds them.
 const BIND_VARIABLES: [&str; 7] = [
-    "instance_name",
-    "account_key",
-    "api_key",
-    "group_id",
-    "user_id",
-    "request_id",
+    "instance_names",
+    "account_keys",
+    "api_keys",
+    "group_ids",
+    "user_ids",
+    "request_ids",
     "permitted",
 ];
 
-/// The binds the server sends as arrays of one value per removal; pgbench sends one removal.
-const ARRAY_BINDS: usize = 6;
+/// The binds that differ per removal: pgbench variables hold numbers or fixed text, so these
+/// two arrays are built in the statement from one computed variable per removal
+/// (`ARRAY[:group_id0, ...]`), the only difference from the server's call.
+const PER_REMOVAL: [(&str, &str); 2] = [("group_ids", "group_id"), ("user_ids", "user_id")];
 
-/// Turns the server's statement into a pgbench script: `$n` become the variables above, and the
-/// lines before it compute, per client, the next membership exactly as the load generator does
-/// (`SeedLayout::membership`): request `k = offset + n·clients + client_id` for the client's
-/// n-th transaction (`n` persists per client; `-D n=0` starts it).
-pub(crate) fn render_script(sql: &str) -> anyhow::Result<String> {
+/// Turns the server's statement into a pgbench script removing `batch` memberships per
+/// transaction: `$n` become the variables above, and the lines before it compute, per client,
+/// the memberships exactly as the load generator does (`SeedLayout::membership`): removals
+/// `k = (n·clients + client_id)·batch + j`, `j < batch`, in the client's n-th transaction (`n`
+/// persists per client; `-D n=0` starts it).
+pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
     let mut statement = substitute_binds(sql, &BIND_VARIABLES)?;
-    for name in &BIND_VARIABLES[..ARRAY_BINDS] {
-        statement = statement.replace(&format!(":{name}::"), &format!("ARRAY[:{name}]::"));
-    }
-    Ok(format!(
-        "-- groups-bench: one removal, the statement of groups_store::removal_statement_sql()\n\
-         \\set k :offset + :n * :clients + :client_id\n\
-         \\set n :n + 1\n\
-         \\set p (:k * :stride) % :memberships\n\
-         \\set group_id :first_group + :p / :users\n\
-         \\set user_id :first_user + :p % :users\n\
-         {statement};\n"
-    ))
-}
-
-/// Replaces each `$n` of `sql` with `:names[n-1]`; every name must be used.
-fn substitute_binds(sql: &str, names: &[&str]) -> anyhow::Result<String> {
-    // pgbench substitutes any `:word` naming a variable; a statement with one of its own
-    // (other than a `::` cast) could be silently changed.
-    let bytes = sql.as_bytes();
-    for (i, _) in sql.match_indices(':') {
-        let cast = bytes.get(i + 1) == Some(&b':') || (i > 0 && bytes[i - 1] == b':');
-        ensure!(
-            cast,
-            "the statement has a ':' pgbench would read as a variable"
+    for (array, scalar) in PER_REMOVAL {
+        let elements: Vec<String> = (0..batch).map(|j| format!(":{scalar}{j}")).collect();
+        statement = statement.replace(
+            &format!(":{array}::"),
+            &format!("ARRAY[{}]::", elements.join(", ")),
         );
     }
-    let mut out = String::with_capacity(sql.len() + 64);
-    let mut used = vec![false; names.len()];
-    let mut chars = sql.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        let digits: String = sql[i + 1..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        if digits.is_empty() {
-            out.push(c);
-            continue;
-        }
-        let n: usize = digits.parse()?;
-        let Some(name) = n.checked_sub(1).and_then(|i| names.get(i)) else {
-            bail!(
-                "the statement has ${n}, but only {} binds are known",
-                names.len()
-            );
-        };
-        used[n - 1] = true;
-        out.push(':');
-        out.push_str(name);
-        for _ in 0..digits.len() {
-            chars.next();
-        }
+    let mut script = format!(
+        "-- groups-bench: {batch} removal(s) per statement, groups_store::removal_statement_sql()\n\
+         \\set base (:n * :clients + :client_id) * {batch}\n\
+         \\set n :n + 1\n\
+         \\if :base + {batch} <= :memberships\n"
+    );
+    for j in 0..batch {
+        script.push_str(&format!(
+            "\\set p{j} ((:base + {j}) * :stride) % :memberships\n\
+             \\set group_id{j} :first_group + :p{j} / :users\n\
+             \\set user_id{j} :first_user + :p{j} % :users\n"
+        ));
     }
-    if let Some(missing) = used.iter().position(|u| !u) {
-        bail!("the statement does not use ${}", missing + 1);
+    script.push_str(&statement);
+    // Past the seed a transaction runs nothing (and is not counted), so the time pgbench runs
+    // on after the measured window never removes a membership twice.
+    script.push_str(";\n\\endif\n");
+    Ok(script)
+}
+
+/// A PostgreSQL array literal of `items` (`None` is NULL), each element quoted.
+fn array_literal<'a>(items: impl IntoIterator<Item = Option<&'a str>>) -> String {
+    let elements: Vec<String> = items
+        .into_iter()
+        .map(|item| match item {
+            Some(text) => format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")),
+            None => "NULL".to_owned(),
+        })
+        .collect();
+    format!("{{{}}}", elements.join(","))
+}
+
+/// Replaces each `$n` of `sql` with `:names[n-1]`; every name must be used, and no other bind
+/// or `:word` may be there (pgbench would substitute a `:word` naming one of its variables).
+fn substitute_binds(sql: &str, names: &[&str]) -> anyhow::Result<String> {
+    let bytes = sql.as_bytes();
+    let bind = |w: &[u8]| w[0] == b'$' && w[1].is_ascii_digit();
+    ensure!(
+        names.len() < 10 && !bytes.windows(3).any(|w| bind(w) && w[2].is_ascii_digit()),
+        "more than 9 binds"
+    );
+    ensure!(
+        !sql.replace("::", "").contains(':'),
+        "the statement has a ':' pgbench would read"
+    );
+    let mut out = sql.to_owned();
+    for (i, name) in names.iter().enumerate() {
+        let bind = format!("${}", i + 1);
+        ensure!(out.contains(&bind), "the statement does not use {bind}");
+        out = out.replace(&bind, &format!(":{name}"));
     }
+    ensure!(
+        !out.as_bytes().windows(2).any(bind),
+        "the statement has more than {} binds",
+        names.len()
+    );
     Ok(out)
 }
+
+/// Time allowed per pgbench client to connect and prepare before its first transaction.
+const CONNECT_TIME: Duration = Duration::from_millis(40);
 
 /// One pgbench run.
 #[derive(Debug)]
 pub(crate) struct Pgbench<'a> {
-    pub(crate) program: PathBuf,
+    pub(crate) program: &'a Path,
     /// Holds the script and the per-transaction logs.
     pub(crate) dir: &'a Path,
     pub(crate) threads: usize,
     pub(crate) sql: &'a str,
-    pub(crate) permitted: &'a str,
+    /// The labels of the principals that may remove members (`$7`).
+    pub(crate) permitted: &'a [&'a str],
+    /// Removals per statement (and per transaction).
+    pub(crate) batch: u32,
 }
 
 impl Pgbench<'_> {
-    /// Runs `plan` and reads its per-transaction logs into a measurement.
+    /// Runs `plan` with `plan.clients` removals in flight, `batch` per client, and reads its
+    /// per-transaction logs into a measurement.
     pub(crate) fn run(&self, plan: &Plan, fixture: &Fixture) -> anyhow::Result<Measurement> {
+        // A fresh directory per run: the logs of this run are read back.
+        let _ = fs::remove_dir_all(self.dir);
         fs::create_dir_all(self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let script = self.dir.join("removal.sql");
-        fs::write(&script, render_script(self.sql)?)
+        fs::write(&script, render_script(self.sql, self.batch)?)
             .with_context(|| format!("cannot write {}", script.display()))?;
-        let clients = plan.concurrency as u64;
+        let clients = self.clients(plan);
         let layout = fixture.layout;
-        let mut command = Command::new(&self.program);
-        command
-            .args(["-n", "-M", "prepared", "-l"])
-            .arg(format!("--log-prefix={}", self.dir.join("log").display()))
-            .arg(format!("--client={clients}"))
-            .arg(format!(
-                "--jobs={}",
-                self.threads.clamp(1, plan.concurrency)
-            ))
-            .arg("-f")
-            .arg(&script);
-        let warmup_per_client = match plan.length {
-            Length::Timed { warmup, duration } => {
-                command.arg(format!("--time={}", (warmup + duration).as_secs().max(1)));
-                0
-            }
-            Length::Counted { warmup, requests } => {
-                let per_client = (warmup + requests).div_ceil(clients);
-                command.arg(format!("--transactions={per_client}"));
-                warmup.div_ceil(clients)
-            }
-        };
+        let batch = self.batch as usize;
+        let digest = format!("\\x{}", hex(&fixture.key_digest));
+        let same = |value: Option<&str>| array_literal(std::iter::repeat_n(value, batch));
         let variables = [
-            ("offset", plan.range.start.to_string()),
             ("clients", clients.to_string()),
             ("n", "0".to_owned()),
             ("stride", layout.stride.to_string()),
@@ -149,12 +147,30 @@ impl Pgbench<'_> {
             ("first_group", layout.first_group.to_string()),
             ("first_user", layout.first_user.to_string()),
             ("users", layout.users.to_string()),
-            ("instance_name", fixture.instance.clone()),
-            ("account_key", fixture.key_digest_bytea()),
-            ("api_key", "\\x".to_owned()),
-            ("request_id", "groups-bench".to_owned()),
-            ("permitted", self.permitted.to_owned()),
+            ("instance_names", same(Some(&fixture.instance))),
+            ("account_keys", same(Some(&digest))),
+            ("api_keys", same(None)),
+            ("request_ids", same(Some("groups-bench"))),
+            (
+                "permitted",
+                array_literal(self.permitted.iter().map(|p| Some(*p))),
+            ),
         ];
+        // pgbench's clock includes connecting (and preparing) all its clients, which the window
+        // leaves out; hundreds of them on a busy machine take seconds.
+        let connecting = Duration::from_secs(2) + CONNECT_TIME * u32::try_from(clients)?;
+        let mut command = Command::new(self.program);
+        command
+            .args(["-n", "-M", "prepared", "-l"])
+            .arg(format!("--log-prefix={}", self.dir.join("log").display()))
+            .arg(format!("--client={clients}"))
+            .arg(format!("--jobs={}", self.threads.clamp(1, clients)))
+            .arg(format!(
+                "--time={}",
+                (plan.warmup + plan.duration + connecting).as_secs()
+            ))
+            .arg("-f")
+            .arg(&script);
         for (name, value) in variables {
             command.arg("-D").arg(format!("{name}={value}"));
         }
@@ -172,9 +188,10 @@ impl Pgbench<'_> {
         let entries = read_logs(self.dir)?;
         ensure!(
             !entries.is_empty(),
-            "pgbench logged no transaction:\n{stderr}"
+            "pgbench logged no transaction:\n{}{stderr}",
+            String::from_utf8_lossy(&output.stdout)
         );
-        let mut measurement = summarise(&entries, plan, warmup_per_client);
+        let mut measurement = summarise(&entries, plan, clients as u64, u64::from(self.batch));
         if !output.status.success() {
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
             measurement.add_errors(
@@ -184,6 +201,15 @@ impl Pgbench<'_> {
         }
         Ok(measurement)
     }
+
+    /// pgbench clients: as many as keep `plan.clients` removals in flight, `batch` each.
+    pub(crate) fn clients(&self, plan: &Plan) -> usize {
+        plan.clients.div_ceil(self.batch.max(1) as usize).max(1)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One line of pgbench's per-transaction log.
@@ -235,65 +261,56 @@ fn read_logs(dir: &Path) -> anyhow::Result<Vec<LogEntry>> {
     Ok(entries)
 }
 
-/// The measurement of a run: in a timed run, the transactions that completed within the
-/// window starting `warmup` after the first one started; in a counted one, each client's
-/// transactions after its first `warmup_per_client`.
-pub(crate) fn summarise(entries: &[LogEntry], plan: &Plan, warmup_per_client: u64) -> Measurement {
-    let clients = plan.concurrency as u64;
-    let started = entries
+/// The measurement of a run: the transactions that completed within the window starting
+/// `plan.warmup` after the first one completed, each counting `batch` removals. Transactions past
+/// the seed removed nothing: they only mark the seed used up if they ended within the window.
+pub(crate) fn summarise(
+    entries: &[LogEntry],
+    plan: &Plan,
+    clients: u64,
+    batch: u64,
+) -> Measurement {
+    // The transaction's first removal; each client's numbers interleave with the others'.
+    let first = |e: &LogEntry| (e.transaction * clients + e.client) * batch;
+    let (real, past): (Vec<&LogEntry>, Vec<&LogEntry>) = entries
         .iter()
-        .map(|e| e.end_us - e.latency_us.unwrap_or(0))
-        .min()
-        .unwrap_or(0);
-    let last_end = entries.iter().map(|e| e.end_us).max().unwrap_or(0);
-    let window_us = match plan.length {
-        Length::Timed { warmup, duration } => {
-            let from = started + micros(warmup);
-            Some((from, (from + micros(duration)).min(last_end)))
-        }
-        Length::Counted { .. } => None,
-    };
+        .partition(|e| first(e) + batch <= plan.memberships);
+    // From the first completion: pgbench starts every client's clock before it has connected
+    // them all, so the first transactions' latencies include that wait.
+    let started = entries.iter().map(|e| e.end_us).min();
+    let from = started.unwrap_or(0) + micros(plan.warmup);
+    let last_end = real.iter().map(|e| e.end_us).max().unwrap_or(0);
+    let to = (from + micros(plan.duration)).min(last_end);
     let mut latency = new_histogram();
     let (mut measured_ok, mut ok, mut failed) = (0, 0, 0);
-    let (mut first_measured_start, mut last_measured_end) = (u64::MAX, 0);
-    let mut exhausted = false;
-    let mut used_until = plan.range.start;
-    for entry in entries {
-        let k = plan.range.start + entry.transaction * clients + entry.client;
-        exhausted |= k >= plan.range.end;
-        // Each client's numbers interleave: all below its next one (+ the other clients') are taken.
-        used_until = used_until.max(plan.range.start + (entry.transaction + 1) * clients);
-        let measured = match window_us {
-            Some((from, to)) => (from..=to).contains(&entry.end_us),
-            None => entry.transaction >= warmup_per_client,
-        };
+    for entry in &real {
         match entry.latency_us {
             Some(us) => {
-                ok += 1;
-                if measured {
-                    measured_ok += 1;
+                ok += batch;
+                if (from..=to).contains(&entry.end_us) {
+                    measured_ok += batch;
                     latency.saturating_record(us.max(1));
-                    first_measured_start = first_measured_start.min(entry.end_us - us);
-                    last_measured_end = last_measured_end.max(entry.end_us);
                 }
             }
-            None => failed += 1,
+            None => failed += batch,
         }
     }
-    let window = match window_us {
-        Some((from, to)) => Duration::from_micros(to.saturating_sub(from)),
-        None => Duration::from_micros(last_measured_end.saturating_sub(first_measured_start)),
-    };
+    // Each client's numbers interleave: all below its next one (and the others') are taken.
+    let used_until = real
+        .iter()
+        .map(|e| (e.transaction + 1) * clients * batch)
+        .max();
     let mut measurement = Measurement {
         latency,
         measured_ok,
-        window,
-        sent: entries.len() as u64,
+        window: Duration::from_micros(to.saturating_sub(from)),
+        sent: real.len() as u64 * batch,
         ok,
         errors: Default::default(),
-        exhausted,
-        used_until: used_until.min(plan.range.end),
-        primed: 0,
+        exhausted: past
+            .iter()
+            .any(|e| e.end_us <= from + micros(plan.duration)),
+        used_until: used_until.unwrap_or(0).min(plan.memberships),
     };
     measurement.add_errors("pgbench: transaction failed", failed);
     measurement
@@ -309,28 +326,56 @@ mod tests {
 
     #[test]
     fn binds_become_variables() {
-        let sql = "SELECT $1, $2 WHERE x = $10 AND y = $2 AND z::text = 'a$'";
-        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
-        assert!(substitute_binds(sql, &names).is_err(), "$3..$9 unused");
+        let names = ["a", "b", "c"];
         let sql = "SELECT $1, $2 WHERE x = $3 AND y = $2 AND z::text = 'a$'";
         assert_eq!(
-            substitute_binds(sql, &names[..3]).unwrap(),
+            substitute_binds(sql, &names).unwrap(),
             "SELECT :a, :b WHERE x = :c AND y = :b AND z::text = 'a$'"
         );
-        assert!(substitute_binds("SELECT $4", &names[..3]).is_err());
-        assert!(substitute_binds("SELECT :x, $1", &names[..1]).is_err());
+        assert!(
+            substitute_binds("SELECT $1, $3", &names).is_err(),
+            "$2 unused"
+        );
+        assert!(substitute_binds("SELECT $1, $2, $3, $4", &names).is_err());
+        assert!(substitute_binds("SELECT $1, $2, $3, $10", &names).is_err());
+        assert!(substitute_binds("SELECT :x, $1, $2, $3", &names).is_err());
     }
 
     #[test]
     fn the_server_statement_renders_into_a_script() {
         let sql = groups_store::removal_statement_sql();
-        let script = render_script(sql).unwrap();
-        assert!(!script.contains('$'), "{script}");
-        for name in BIND_VARIABLES {
-            assert!(script.contains(&format!(":{name}")), "{name} in {script}");
+        for batch in [1, 3] {
+            let script = render_script(sql, batch).unwrap();
+            assert!(!script.contains('$'), "{script}");
+            for name in [
+                "instance_names",
+                "account_keys",
+                "api_keys",
+                "request_ids",
+                "permitted",
+            ] {
+                assert!(script.contains(&format!(":{name}::")), "{name} in {script}");
+            }
+            assert!(script.contains("DELETE FROM memberships"));
+            assert!(script.ends_with(";\n\\endif\n"), "{script}");
+            assert!(script.contains(&format!("\\if :base + {batch} <= :memberships\n")));
+            let sets = script.lines().filter(|l| l.starts_with("\\set ")).count();
+            assert_eq!(sets, 2 + 3 * batch as usize, "{script}");
         }
-        assert!(script.contains("DELETE FROM memberships"));
-        assert!(script.trim_end().ends_with(';'));
+        let script = render_script(sql, 3).unwrap();
+        assert!(script.contains("ARRAY[:group_id0, :group_id1, :group_id2]::int8[]"));
+        assert!(script.contains("ARRAY[:user_id0, :user_id1, :user_id2]::int8[]"));
+        assert!(script.contains("\\set p2 ((:base + 2) * :stride) % :memberships"));
+    }
+
+    #[test]
+    fn constant_binds_are_array_literals() {
+        assert_eq!(
+            array_literal([Some("demo"), Some("demo")]),
+            "{\"demo\",\"demo\"}"
+        );
+        assert_eq!(array_literal([None, None]), "{NULL,NULL}");
+        assert_eq!(array_literal([Some("\\x0a\"")]), "{\"\\\\x0a\\\"\"}");
     }
 
     #[test]
@@ -354,15 +399,12 @@ mod tests {
     }
 
     #[test]
-    fn a_timed_run_measures_its_window_only() {
+    fn a_run_measures_its_window_only() {
         let plan = Plan {
-            prime: Duration::ZERO,
-            length: Length::Timed {
-                warmup: Duration::from_secs(1),
-                duration: Duration::from_secs(2),
-            },
-            concurrency: 2,
-            range: 0..100,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(2),
+            clients: 2,
+            memberships: 100,
         };
         // Client 0 completes one transaction every 500 ms from t=0.5 s, for 4 s.
         let entries: Vec<LogEntry> = (0..8)
@@ -373,11 +415,27 @@ mod tests {
                 end_us: 500_000 * (n + 1),
             })
             .collect();
-        let m = summarise(&entries, &plan, 0);
-        // The window is 1 s..3 s: completions at 1.0, 1.5, 2.0, 2.5 and 3.0 s.
+        let m = summarise(&entries, &plan, 2, 1);
+        // The window is 1.5 s..3.5 s: completions at 1.5, 2.0, 2.5, 3.0 and 3.5 s.
         assert_eq!(m.measured_ok, 5);
         assert_eq!(m.window, Duration::from_secs(2));
         assert_eq!((m.sent, m.ok, m.error_count()), (8, 8, 0));
+        assert_eq!(m.used_until, 16);
         assert!(!m.exhausted);
+        // The same transactions removing 4 memberships each: 4 times the removals, the same
+        // latencies.
+        let m = summarise(&entries, &plan, 2, 4);
+        assert_eq!((m.measured_ok, m.sent, m.used_until), (20, 32, 64));
+        assert_eq!(m.latency.len(), 5);
+        // A seed of 30 lasts 4 transactions (to 2.0 s); the 5th, within the window, finds it
+        // used up and removes nothing: the window ends at 2.0 s.
+        let small = Plan {
+            memberships: 30,
+            ..plan
+        };
+        let m = summarise(&entries, &small, 2, 4);
+        assert!(m.exhausted);
+        assert_eq!((m.measured_ok, m.sent), (8, 16));
+        assert_eq!(m.window, Duration::from_millis(500));
     }
 }

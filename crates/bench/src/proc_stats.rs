@@ -2,7 +2,9 @@
 //!
 //! CPU is `utime + stime` of `/proc/PID/stat` (every thread of the process), in clock ticks;
 //! peak memory is `VmHWM` of `/proc/PID/status`, which writing `5` to `/proc/PID/clear_refs`
-//! resets, so each workload gets a peak of its own.
+//! resets, so each workload gets a peak of its own. The whole machine's busy time, from
+//! `/proc/stat`, tells how much CPU went to processes other than the benchmark's own while it
+//! measured (other work on a shared machine skews the figures).
 
 use std::fs;
 use std::path::Path;
@@ -88,30 +90,54 @@ pub(crate) fn reset_peak_rss(pid: u32) -> bool {
     fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
+/// Clock ticks all CPUs have been busy since boot: `/proc/stat`'s `cpu` line less idle and
+/// iowait (guest time is already inside user time).
+pub(crate) fn machine_busy_ticks() -> anyhow::Result<u64> {
+    let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_machine_busy(&text).context("no cpu line in /proc/stat")
+}
+
+fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    (fields.len() >= 4).then_some(busy)
+}
+
 /// Total CPU ticks of a process tree rooted at `root` (PostgreSQL's postmaster and its
-/// backends): the root's own and reaped children's time, plus each live child's own.
-///
-/// A backend that exits between two readings moves from "live child" to the root's "reaped
-/// children", so differences between readings stay exact.
+/// backends): each live child's own time, then the root's own and reaped children's. Exact while
+/// no child exits during the reading: read after a workload's clients have gone (see
+/// [`children`]).
 pub(crate) fn tree_cpu_ticks(root: u32) -> anyhow::Result<u64> {
+    let live: u64 = children(root)?.iter().map(|c| c.own).sum();
     let root_times = cpu_times(root)?;
-    let mut total = root_times.own + root_times.reaped_children;
+    Ok(live + root_times.own + root_times.reaped_children)
+}
+
+/// The live children of `root`.
+pub(crate) fn children(root: u32) -> anyhow::Result<Vec<CpuTimes>> {
+    let mut children = Vec::new();
     for entry in fs::read_dir("/proc").context("reading /proc")?.flatten() {
-        let Some(pid) = entry
+        let pid = entry
             .file_name()
             .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A process may end between listing and reading: skip it, its time is in the root's.
-        if let Ok(times) = cpu_times(pid)
+            .and_then(|n| n.parse::<u32>().ok());
+        // A process may end between listing and reading: it is no longer a live child.
+        if let Some(times) = pid.and_then(|pid| cpu_times(pid).ok())
             && times.parent_pid == root
         {
-            total += times.own;
+            children.push(times);
         }
     }
-    Ok(total)
+    Ok(children)
 }
 
 /// The postmaster's pid, from the first line of `DATA/postmaster.pid`.
@@ -152,7 +178,15 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_machine_busy_time() {
+        let stat = "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 50 2 25 4500 20 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(161));
+        assert_eq!(parse_machine_busy("intr 1 2 3\n"), None);
+    }
+
+    #[test]
     fn this_process_has_readable_figures() {
+        assert!(machine_busy_ticks().is_ok());
         assert!(own_cpu_times().is_ok());
         assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
     }

@@ -1,40 +1,24 @@
-//! The results: one row per workload (throughput, latency percentiles, errors, CPU per request,
-//! peak memory, ratios to pgbench), printed as a table and written as JSON, and the issue's
-//! goals checked against them.
+//! The results: at each point (durability × clients) one row per workload, with the REST and
+//! gRPC figures next to the naive and batched pgbench baselines, printed as tables and written
+//! as JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::batches::BatchSizes;
+use crate::cli::Workload;
 use crate::measurement::{LatencySummary, Measurement};
 
-/// The three workloads, run in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Workload {
-    /// REST through the gateway.
-    Rest,
-    /// gRPC straight to the server.
-    Grpc,
-    /// pgbench running the server's statement.
-    Pgbench,
-}
+/// Cores that other processes may keep busy while a workload is measured before its figures
+/// are flagged as skewed.
+const BUSY_CORES: f64 = 0.2;
 
-impl Workload {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Workload::Rest => "rest",
-            Workload::Grpc => "grpc",
-            Workload::Pgbench => "pgbench",
-        }
-    }
-}
-
-/// CPU time per request (all requests of the workload, warm-up included), in µs. `None`: the
+/// CPU time per removal (all removals of the workload, warm-up included), in µs. `None`: the
 /// process takes no part in the workload or could not be measured.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-pub(crate) struct CpuPerRequest {
+pub(crate) struct Cpu {
     pub(crate) server: Option<f64>,
     pub(crate) gateway: Option<f64>,
     /// Every PostgreSQL process (private server only).
@@ -50,441 +34,249 @@ pub(crate) struct PeakRss {
     pub(crate) gateway: Option<f64>,
 }
 
-/// A workload's figures against pgbench's.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub(crate) struct VsPgbench {
-    /// Requests a second ÷ pgbench's.
-    pub(crate) throughput: f64,
-    /// p99 ÷ pgbench's p99.
-    pub(crate) p99: f64,
-}
-
-/// One row.
+/// One workload at one point.
 #[derive(Debug, Serialize)]
-pub(crate) struct WorkloadReport {
+pub(crate) struct Row {
     pub(crate) workload: Workload,
+    /// Removals per statement: pgbench's batch; for REST and gRPC, the mean the server formed.
+    pub(crate) batch: Option<f64>,
+    /// Clients of the workload (a batched pgbench keeps as many removals in flight with fewer).
+    pub(crate) clients: usize,
     /// Successful removals a second in the measured window.
-    pub(crate) requests_per_second: f64,
+    pub(crate) removals_per_second: f64,
     pub(crate) latency_us: LatencySummary,
     pub(crate) errors: u64,
     pub(crate) error_kinds: BTreeMap<String, u64>,
-    /// Requests sent in all (warm-up and tail included), those answered with success, and the
-    /// memberships they deleted as counted in the database afterwards.
+    /// Removals asked for in all (warm-up and tail included), those answered with success, and
+    /// the memberships they deleted as counted in the database afterwards.
     pub(crate) sent: u64,
     pub(crate) succeeded: u64,
     pub(crate) deleted: i64,
     pub(crate) measured_seconds: f64,
-    /// The workload used up its share of the seed before its time was up.
+    /// The workload used up the seed before its time was up.
     pub(crate) seed_exhausted: bool,
-    pub(crate) cpu_us_per_request: CpuPerRequest,
+    pub(crate) cpu_us_per_removal: Cpu,
     pub(crate) peak_rss_mib: PeakRss,
-    pub(crate) vs_pgbench: Option<VsPgbench>,
-    /// Each round's figures (the row pools them).
-    pub(crate) rounds: Vec<RoundFigures>,
+    /// Cores kept busy by processes other than the benchmark's own while it ran: other work on
+    /// the machine, which the figures then share it with.
+    pub(crate) other_cores: Option<f64>,
+    /// REST and gRPC: the batches the server formed.
+    pub(crate) batches: Option<BatchSizes>,
 }
 
-/// What one round of a workload measured, before it is summed up with the other rounds.
-#[derive(Debug)]
-pub(crate) struct WorkloadSample {
-    pub(crate) measurement: Measurement,
-    /// Memberships deleted, counted in the database before and after.
-    pub(crate) deleted: i64,
-    /// CPU clock ticks each process spent during the round.
-    pub(crate) cpu_ticks: CpuTicks,
-    pub(crate) rss: PeakRss,
-}
-
-/// CPU clock ticks of each process over a round (`None`: not involved or not measured).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct CpuTicks {
-    pub(crate) server: Option<u64>,
-    pub(crate) gateway: Option<u64>,
-    pub(crate) postgres: Option<u64>,
-    pub(crate) client: Option<u64>,
-}
-
-/// One round's headline figures, to show how much rounds differ.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub(crate) struct RoundFigures {
-    pub(crate) requests_per_second: f64,
-    pub(crate) p50_us: u64,
-    pub(crate) p99_us: u64,
-}
-
-impl WorkloadReport {
-    /// Sums up the rounds of a workload: latencies pooled, counts and CPU added, peaks maxed.
-    /// CPU per request divides by every request sent, warm-up included.
+impl Row {
+    /// A row from a measurement whose successes deleted `deleted` memberships.
     pub(crate) fn new(
         workload: Workload,
-        samples: &[WorkloadSample],
-        ticks_per_second: u64,
+        clients: usize,
+        mut m: Measurement,
+        deleted: i64,
     ) -> Self {
-        let mut total = Measurement::empty();
-        let mut rounds = Vec::new();
-        let mut deleted = 0;
-        let mut ticks = [Some(0u64); 4];
-        let mut rss = PeakRss::default();
-        for sample in samples {
-            let m = &sample.measurement;
-            rounds.push(RoundFigures {
-                requests_per_second: m.throughput(),
-                p50_us: m.latency.value_at_quantile(0.5),
-                p99_us: m.latency.value_at_quantile(0.99),
-            });
-            total.merge(m);
-            deleted += sample.deleted;
-            let t = sample.cpu_ticks;
-            for (acc, value) in ticks
-                .iter_mut()
-                .zip([t.server, t.gateway, t.postgres, t.client])
-            {
-                *acc = acc.zip(value).map(|(a, v)| a + v);
-            }
-            rss.server = max_option(rss.server, sample.rss.server);
-            rss.gateway = max_option(rss.gateway, sample.rss.gateway);
+        let succeeded = i64::try_from(m.ok).unwrap_or(i64::MAX);
+        if deleted < succeeded {
+            let missing = u64::try_from(succeeded - deleted).unwrap_or(0);
+            m.add_errors("answered success, deleted nothing", missing);
         }
-        let requests = total.sent + total.primed;
-        let per_request = |ticks: Option<u64>| {
-            let ticks = ticks?;
-            (requests > 0 && !samples.is_empty())
-                .then(|| ticks as f64 * 1e6 / ticks_per_second as f64 / requests as f64)
-        };
         Self {
             workload,
-            requests_per_second: total.throughput(),
-            latency_us: LatencySummary::of(&total.latency),
-            errors: total.error_count(),
-            error_kinds: total.errors.clone(),
-            sent: total.sent,
-            succeeded: total.ok,
+            batch: None,
+            clients,
+            removals_per_second: m.throughput(),
+            latency_us: LatencySummary::of(&m.latency),
+            errors: m.error_count(),
+            error_kinds: m.errors.clone(),
+            sent: m.sent,
+            succeeded: m.ok,
             deleted,
-            measured_seconds: total.window.as_secs_f64(),
-            seed_exhausted: total.exhausted,
-            cpu_us_per_request: CpuPerRequest {
-                server: per_request(ticks[0]),
-                gateway: per_request(ticks[1]),
-                postgres: per_request(ticks[2]),
-                client: per_request(ticks[3]),
-            },
-            peak_rss_mib: rss,
-            vs_pgbench: None,
-            rounds,
+            measured_seconds: m.window.as_secs_f64(),
+            seed_exhausted: m.exhausted,
+            cpu_us_per_removal: Cpu::default(),
+            peak_rss_mib: PeakRss::default(),
+            other_cores: None,
+            batches: None,
+        }
+    }
+
+    /// `pgbench B=4` for a batched pgbench row, else the workload's name.
+    pub(crate) fn label(&self) -> String {
+        match (self.workload, self.batch) {
+            (Workload::PgbenchBatched, Some(b)) => format!("pgbench B={b}"),
+            (workload, _) => workload.name().to_owned(),
         }
     }
 }
 
-fn max_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The workloads run on one seed.
+/// Every workload at one durability and client count.
 #[derive(Debug, Serialize)]
-pub(crate) struct RunReport {
-    pub(crate) label: String,
-    pub(crate) memberships: u64,
-    pub(crate) seed_seconds: f64,
-    pub(crate) workloads: Vec<WorkloadReport>,
+pub(crate) struct Point {
+    pub(crate) durable: bool,
+    pub(crate) fsync: String,
+    pub(crate) synchronous_commit: String,
+    pub(crate) clients: u16,
+    /// `/proc/loadavg` before the point's first workload.
+    pub(crate) load_average: String,
+    pub(crate) rows: Vec<Row>,
 }
 
-impl RunReport {
-    /// Fills in each row's ratios to the pgbench row, if there is one.
-    pub(crate) fn compare_to_pgbench(&mut self) {
-        let Some((rate, p99)) = self
-            .workloads
+impl Point {
+    /// `fsync off` or `durable`.
+    pub(crate) fn durability(&self) -> &'static str {
+        durability_label(self.durable)
+    }
+
+    pub(crate) fn row(&self, workload: Workload) -> Option<&Row> {
+        self.rows.iter().find(|r| r.workload == workload)
+    }
+
+    /// The batched pgbench row at the batch size `workload` made the server form (the naive
+    /// one when that size is 1).
+    pub(crate) fn batched_for(&self, workload: Workload) -> Option<&Row> {
+        let batch = self.row(workload)?.batches.as_ref()?.typical()?;
+        if batch == 1 {
+            return self.row(Workload::Pgbench);
+        }
+        self.rows
             .iter()
-            .find(|w| w.workload == Workload::Pgbench)
-            .map(|w| (w.requests_per_second, w.latency_us.p99))
-        else {
-            return;
-        };
-        for row in &mut self.workloads {
-            row.vs_pgbench = Some(VsPgbench {
-                throughput: ratio(row.requests_per_second, rate),
-                p99: ratio(row.latency_us.p99 as f64, p99 as f64),
-            });
-        }
+            .find(|r| r.workload == Workload::PgbenchBatched && r.batch == Some(f64::from(batch)))
     }
 
-    pub(crate) fn workload(&self, workload: Workload) -> Option<&WorkloadReport> {
-        self.workloads.iter().find(|w| w.workload == workload)
+    /// `row`'s removals a second ÷ `baseline`'s.
+    pub(crate) fn throughput_ratio(&self, row: &Row, baseline: Option<&Row>) -> Option<f64> {
+        ratio(row.removals_per_second, baseline?.removals_per_second)
     }
 }
 
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { f64::NAN }
+pub(crate) fn durability_label(durable: bool) -> &'static str {
+    if durable { "durable" } else { "fsync off" }
 }
 
-/// `--scale`: a workload's figures at the smallest and the largest seed.
-#[derive(Debug, Serialize)]
-pub(crate) struct ScaleRow {
-    pub(crate) workload: Workload,
-    pub(crate) small_memberships: u64,
-    pub(crate) large_memberships: u64,
-    pub(crate) p50_small_us: u64,
-    pub(crate) p50_large_us: u64,
-    /// p50 at the large seed ÷ p50 at the small one.
-    pub(crate) p50_ratio: f64,
-    /// Requests a second at the large seed ÷ at the small one.
-    pub(crate) throughput_ratio: f64,
+pub(crate) fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
 }
 
-pub(crate) fn scale_rows(small: &RunReport, large: &RunReport) -> Vec<ScaleRow> {
-    small
-        .workloads
-        .iter()
-        .filter_map(|s| {
-            let l = large.workload(s.workload)?;
-            Some(ScaleRow {
-                workload: s.workload,
-                small_memberships: small.memberships,
-                large_memberships: large.memberships,
-                p50_small_us: s.latency_us.p50,
-                p50_large_us: l.latency_us.p50,
-                p50_ratio: ratio(l.latency_us.p50 as f64, s.latency_us.p50 as f64),
-                throughput_ratio: ratio(l.requests_per_second, s.requests_per_second),
-            })
-        })
-        .collect()
-}
-
-/// One of the issue's goals, checked.
-#[derive(Debug, Serialize)]
-pub(crate) struct Goal {
-    pub(crate) goal: String,
-    pub(crate) value: f64,
-    pub(crate) target: String,
-    pub(crate) met: bool,
-}
-
-/// The issue's goals, against `run` (the largest seed) and the scale rows if any. Only the goals
-/// whose figures were measured are listed. A `--scale` run compares sizes only: its short
-/// counted runs include pgbench's connection start-up and ramp, which skews the ratios to
-/// pgbench and the CPU per request (the default timed run measures those).
-pub(crate) fn goals(run: &RunReport, scale: &[ScaleRow]) -> Vec<Goal> {
-    let mut goals = Vec::new();
-    let timed = scale.is_empty();
-    let mut at_least = |goal: String, value: f64, target: f64| {
-        goals.push(Goal {
-            goal,
-            value,
-            target: format!(">= {target}"),
-            met: value >= target,
-        });
-    };
-    for (workload, target) in [(Workload::Rest, 0.7), (Workload::Grpc, 0.8)] {
-        if let Some(vs) = run.workload(workload).and_then(|w| w.vs_pgbench)
-            && timed
-        {
-            at_least(
-                format!("{} req/s / pgbench req/s", workload.name()),
-                vs.throughput,
-                target,
-            );
-        }
-    }
-    let mut at_most = |goal: String, value: Option<f64>, target: f64, unit: &str| {
-        if let Some(value) = value {
-            goals.push(Goal {
-                goal,
-                value,
-                target: format!("<= {target}{unit}"),
-                met: value <= target,
-            });
-        }
-    };
-    for workload in [Workload::Rest, Workload::Grpc] {
-        let Some(row) = run.workload(workload).filter(|_| timed) else {
-            continue;
-        };
-        let name = workload.name();
-        at_most(
-            format!("{name} p99 / pgbench p99"),
-            row.vs_pgbench.map(|v| v.p99),
-            2.0,
-            "",
-        );
-        let cpu = &row.cpu_us_per_request;
-        let services = match workload {
-            Workload::Rest => cpu.server.zip(cpu.gateway).map(|(s, g)| s + g),
-            _ => cpu.server,
-        };
-        at_most(
-            format!("{name}: server+gateway CPU per removal (µs)"),
-            services,
-            100.0,
-            " µs",
-        );
-    }
-    let peak = |f: fn(&PeakRss) -> Option<f64>| {
-        run.workloads
-            .iter()
-            .filter_map(|w| f(&w.peak_rss_mib))
-            .reduce(f64::max)
-    };
-    at_most(
-        "peak RSS of groups-server (MiB)".into(),
-        peak(|r| r.server),
-        50.0,
-        " MiB",
-    );
-    at_most(
-        "peak RSS of groups-gateway (MiB)".into(),
-        peak(|r| r.gateway),
-        50.0,
-        " MiB",
-    );
-    for row in scale.iter().filter(|r| r.workload != Workload::Pgbench) {
-        at_most(
-            format!(
-                "{} p50 at {} / p50 at {}",
-                row.workload.name(),
-                row.large_memberships,
-                row.small_memberships
-            ),
-            Some(row.p50_ratio),
-            1.2,
-            "",
-        );
-    }
-    let errors: u64 = run.workloads.iter().map(|w| w.errors).sum();
-    at_most("errors".into(), Some(errors as f64), 0.0, "");
-    goals
-}
-
-/// The human table of one run.
-pub(crate) fn table(run: &RunReport) -> String {
-    let header = [
-        "workload",
-        "req/s",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "max ms",
-        "errors",
-        "vs pgbench",
-        "p99 vs pg",
-        "CPU µs/req: server",
-        "gateway",
-        "postgres",
-        "client",
-        "RSS MiB: server",
-        "gateway",
-    ];
-    let mut rows = vec![header.map(str::to_owned).to_vec()];
-    for w in &run.workloads {
-        let l = &w.latency_us;
-        let c = &w.cpu_us_per_request;
+/// The table of one point, and below it the errors and the batches the server formed.
+pub(crate) fn point_table(point: &Point) -> String {
+    let header = "workload|clients|removals/s|÷ naive|÷ batched|p50 ms|p99 ms|p99 ÷ naive|errors|\
+                  CPU µs/removal: server|gateway|postgres|client|RSS MiB: server|gateway|other cores";
+    let mut rows = vec![columns(header)];
+    let naive = point.row(Workload::Pgbench);
+    for row in &point.rows {
+        let (l, c) = (&row.latency_us, &row.cpu_us_per_removal);
+        let batched = point.batched_for(row.workload);
         rows.push(vec![
-            w.workload.name().to_owned(),
-            format!("{:.0}", w.requests_per_second),
+            row.label(),
+            row.clients.to_string(),
+            format!("{:.0}", row.removals_per_second),
+            fixed(point.throughput_ratio(row, naive), 2),
+            fixed(point.throughput_ratio(row, batched), 2),
             millis(l.p50),
-            millis(l.p90),
             millis(l.p99),
-            millis(l.max),
-            w.errors.to_string(),
-            w.vs_pgbench
-                .map_or("-".into(), |v| format!("{:.2}", v.throughput)),
-            w.vs_pgbench.map_or("-".into(), |v| format!("{:.2}", v.p99)),
-            optional(c.server, 1),
-            optional(c.gateway, 1),
-            optional(c.postgres, 1),
-            optional(c.client, 1),
-            optional(w.peak_rss_mib.server, 1),
-            optional(w.peak_rss_mib.gateway, 1),
+            fixed(
+                naive.and_then(|n| ratio(l.p99 as f64, n.latency_us.p99 as f64)),
+                2,
+            ),
+            row.errors.to_string(),
+            fixed(c.server, 1),
+            fixed(c.gateway, 1),
+            fixed(c.postgres, 1),
+            fixed(c.client, 1),
+            fixed(row.peak_rss_mib.server, 1),
+            fixed(row.peak_rss_mib.gateway, 1),
+            fixed(row.other_cores, 2),
         ]);
     }
     let mut out = format_columns(&rows);
-    for w in &run.workloads {
-        for (kind, n) in &w.error_kinds {
-            let _ = writeln!(out, "  {} error: {n} x {kind}", w.workload.name());
+    for row in &point.rows {
+        let name = row.label();
+        for (kind, n) in &row.error_kinds {
+            let _ = writeln!(out, "  {name} error: {n} x {kind}");
         }
-        if w.seed_exhausted {
+        if row.seed_exhausted {
             let _ = writeln!(
                 out,
-                "  {}: used up its share of the seed before its time was up; seed more \
-                 (--groups/--users)",
-                w.workload.name()
+                "  {name}: used up the seed before its time was up; seed more (--groups/--users)"
             );
         }
-        if i64::try_from(w.succeeded) != Ok(w.deleted) {
+        if i64::try_from(row.succeeded) != Ok(row.deleted) {
+            let (ok, deleted) = (row.succeeded, row.deleted);
             let _ = writeln!(
                 out,
-                "  {}: {} successful answers but {} memberships deleted",
-                w.workload.name(),
-                w.succeeded,
-                w.deleted
+                "  {name}: {ok} successful answers but {deleted} deleted"
             );
+        }
+        if let Some(busy) = row.other_cores.filter(|c| *c > BUSY_CORES) {
+            let _ = writeln!(
+                out,
+                "  {name}: other processes kept {busy:.2} cores busy: rerun"
+            );
+        }
+        if let Some(batches) = &row.batches {
+            let _ = writeln!(out, "  {name}: server batches: {}", batches.describe());
         }
     }
     out
 }
 
-/// The `--scale` comparison.
-pub(crate) fn scale_table(rows: &[ScaleRow]) -> String {
-    let mut table = vec![
-        [
-            "workload",
-            "memberships",
-            "p50 ms",
-            "memberships",
-            "p50 ms",
-            "p50 ratio",
-            "req/s ratio",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
-    for r in rows {
-        table.push(vec![
-            r.workload.name().to_owned(),
-            r.small_memberships.to_string(),
-            millis(r.p50_small_us),
-            r.large_memberships.to_string(),
-            millis(r.p50_large_us),
-            format!("{:.2}", r.p50_ratio),
-            format!("{:.2}", r.throughput_ratio),
+/// One line per point: the services next to both baselines.
+pub(crate) fn summary_table(points: &[Point]) -> String {
+    let header = "durability|clients|REST/s|gRPC/s|naive pg/s|batched pg/s|B|REST÷naive|\
+                  gRPC÷naive|REST÷batched|gRPC÷batched|p99 ms: REST|gRPC|naive|batched|errors";
+    let mut rows = vec![columns(header)];
+    for point in points {
+        let rest = point.row(Workload::Rest);
+        let grpc = point.row(Workload::Grpc);
+        let naive = point.row(Workload::Pgbench);
+        // The batched baseline of gRPC's batch size, else of REST's.
+        let batched = point
+            .batched_for(Workload::Grpc)
+            .or_else(|| point.batched_for(Workload::Rest));
+        let rate =
+            |r: Option<&Row>| r.map_or("-".into(), |r| format!("{:.0}", r.removals_per_second));
+        let p99 = |r: Option<&Row>| r.map_or("-".into(), |r| millis(r.latency_us.p99));
+        let vs = |r: Option<&Row>, b: Option<&Row>| {
+            fixed(r.and_then(|r| point.throughput_ratio(r, b)), 2)
+        };
+        rows.push(vec![
+            point.durability().to_owned(),
+            point.clients.to_string(),
+            rate(rest),
+            rate(grpc),
+            rate(naive),
+            rate(batched),
+            fixed(batched.and_then(|b| b.batch), 0),
+            vs(rest, naive),
+            vs(grpc, naive),
+            vs(rest, point.batched_for(Workload::Rest)),
+            vs(grpc, point.batched_for(Workload::Grpc)),
+            p99(rest),
+            p99(grpc),
+            p99(naive),
+            p99(batched),
+            point.rows.iter().map(|r| r.errors).sum::<u64>().to_string(),
         ]);
     }
-    format_columns(&table)
+    format_columns(&rows)
 }
 
-/// The goals, one a line.
-pub(crate) fn goals_text(goals: &[Goal]) -> String {
-    let mut out = String::new();
-    for g in goals {
-        let _ = writeln!(
-            out,
-            "  [{}] {}: {:.2} (goal {})",
-            if g.met { "met" } else { "MISSED" },
-            g.goal,
-            g.value,
-            g.target
-        );
-    }
-    out
+fn columns(header: &str) -> Vec<String> {
+    header.split('|').map(str::to_owned).collect()
 }
 
 fn millis(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn optional(value: Option<f64>, decimals: usize) -> String {
+fn fixed(value: Option<f64>, decimals: usize) -> String {
     value.map_or("-".into(), |v| format!("{v:.decimals$}"))
 }
 
 /// Left-aligns the first column and right-aligns the others.
-fn format_columns(rows: &[Vec<String>]) -> String {
+pub(crate) fn format_columns(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
+            let cells = rows.iter().filter_map(|r| r.get(c));
+            cells.map(|s| s.chars().count()).max().unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
@@ -504,8 +296,57 @@ fn format_columns(rows: &[Vec<String>]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::measurement::new_histogram;
+
+    /// A row of `rate` removals a second, p50 and p99 in µs (below 2048: recorded exactly),
+    /// with no error.
+    pub(crate) fn row(workload: Workload, rate: f64, p50: u64, p99: u64) -> Row {
+        let mut latency = new_histogram();
+        latency.record_n(p50, 50).unwrap();
+        latency.record_n(p99, 50).unwrap();
+        let n = rate as u64;
+        let m = Measurement {
+            latency,
+            measured_ok: n,
+            window: Duration::from_secs(1),
+            sent: n,
+            ok: n,
+            errors: BTreeMap::new(),
+            exhausted: false,
+            used_until: n,
+        };
+        Row::new(workload, 32, m, n as i64)
+    }
+
+    /// A point where gRPC made the server form batches of 4 and pgbench ran at that size.
+    pub(crate) fn point(clients: u16) -> Point {
+        let mut grpc = row(Workload::Grpc, 6000.0, 1000, 1200);
+        grpc.batches = Some(BatchSizes {
+            buckets: vec![("4".into(), 100)],
+            removals: 400.0,
+            statements: 100,
+        });
+        grpc.cpu_us_per_removal.server = Some(40.0);
+        let mut batched = row(Workload::PgbenchBatched, 20000.0, 400, 600);
+        batched.batch = Some(4.0);
+        Point {
+            durable: false,
+            fsync: "off".into(),
+            synchronous_commit: "off".into(),
+            clients,
+            load_average: "0.10 0.20 0.30 1/100 42".into(),
+            rows: vec![
+                row(Workload::Rest, 4000.0, 1500, 1800),
+                grpc,
+                row(Workload::Pgbench, 5000.0, 500, 800),
+                batched,
+            ],
+        }
+    }
 
     #[test]
     fn columns_line_up() {
@@ -517,5 +358,70 @@ mod tests {
             format_columns(&rows),
             "a       long header\nlonger            1\n"
         );
+    }
+
+    #[test]
+    fn services_are_compared_with_both_baselines() {
+        let point = point(32);
+        let grpc = point.row(Workload::Grpc).unwrap();
+        let naive = point.row(Workload::Pgbench);
+        assert_eq!(point.throughput_ratio(grpc, naive), Some(1.2));
+        let batched = point.batched_for(Workload::Grpc).unwrap();
+        assert_eq!(batched.label(), "pgbench B=4");
+        assert_eq!(point.throughput_ratio(grpc, Some(batched)), Some(0.3));
+        // REST formed no batch it could be compared with; at a batch of 1 the naive baseline
+        // is the batched one.
+        assert!(point.batched_for(Workload::Rest).is_none());
+        let mut point = point;
+        point.rows[0].batches = Some(BatchSizes {
+            buckets: vec![("1".into(), 9), ("2".into(), 1)],
+            removals: 11.0,
+            statements: 10,
+        });
+        let naive = point.row(Workload::Pgbench).unwrap();
+        assert!(std::ptr::eq(
+            point.batched_for(Workload::Rest).unwrap(),
+            naive
+        ));
+
+        let table = point_table(&point);
+        let grpc_line = table.lines().find(|l| l.starts_with("grpc")).unwrap();
+        let cells: Vec<&str> = grpc_line.split_whitespace().collect();
+        assert_eq!(
+            &cells[..8],
+            ["grpc", "32", "6000", "1.20", "0.30", "1.00", "1.20", "1.50"]
+        );
+        assert!(
+            table.contains("grpc: server batches: mean 4.00 over 100 statements"),
+            "{table}"
+        );
+
+        let summary = summary_table(&[point]);
+        let line = summary.lines().nth(1).unwrap();
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[..3], ["fsync", "off", "32"]);
+        assert_eq!(
+            cells[3..11],
+            ["4000", "6000", "5000", "20000", "4", "0.80", "1.20", "0.80"]
+        );
+    }
+
+    #[test]
+    fn a_success_that_deleted_nothing_is_an_error() {
+        let mut r = row(Workload::Rest, 100.0, 1000, 2000);
+        assert_eq!(r.errors, 0);
+        let m = Measurement {
+            latency: new_histogram(),
+            measured_ok: 10,
+            window: Duration::from_secs(1),
+            sent: 12,
+            ok: 10,
+            errors: BTreeMap::from([("HTTP 503 unavailable".to_owned(), 2)]),
+            exhausted: false,
+            used_until: 12,
+        };
+        r = Row::new(Workload::Rest, 32, m, 9);
+        assert_eq!(r.errors, 3);
+        assert_eq!(r.error_kinds["answered success, deleted nothing"], 1);
     }
 }

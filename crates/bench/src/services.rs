@@ -1,41 +1,97 @@
 //! The release binaries `groups-server` and `groups-gateway`, started on loopback port 0 next to
-//! the benchmark, or the addresses of services already running.
+//! the benchmark, and the server's metrics page.
+//!
+//! Not testkit's `ServiceCommand`: that one keeps everything a service prints in memory and
+//! panics on failure, fit for tests; here the services log a line per request for millions of
+//! requests, which go to a file, and a failure is an error to report.
 
-use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use groups_pgembed::watchdog;
 
 /// How long a service may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a service may take to drain and stop after SIGTERM before it is killed.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The flags of each service besides its upstream (given by `--server-arg`/`--gateway-arg`, which
+/// come after, the last of a flag given twice wins).
+const SERVER_FLAGS: &[&str] = &["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+const GATEWAY_FLAGS: &[&str] = &["--listen", "127.0.0.1:0", "--rate-limit", "0"];
 
 /// A binary built next to this one (`cargo build --release --workspace` puts all three in
 /// `target/release/`).
 pub(crate) fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the benchmark's own executable")?;
-    let dir = exe
-        .parent()
-        .context("the benchmark's executable has no directory")?;
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.is_file() {
-        bail!(
-            "{name} is not next to groups-bench (looked for {}): build the services with \
-             `cargo build --release --workspace`, or give --server-url and --gateway-url of \
-             services already running",
-            path.display()
-        );
-    }
+    let path = exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    ensure!(
+        path.is_file(),
+        "{name} is not next to groups-bench (looked for {}): build the services with \
+         `cargo build --release --workspace`",
+        path.display()
+    );
     Ok(path)
+}
+
+/// The services of one point: the server, with its metrics page, and the gateway in front.
+#[derive(Debug)]
+pub(crate) struct Stack {
+    pub(crate) server: Service,
+    pub(crate) gateway: Service,
+    pub(crate) metrics: SocketAddr,
+}
+
+impl Stack {
+    /// Starts both on `database_url`, with the extra flags given, logging into
+    /// `dir/{server,gateway}-LABEL.log`. The environment is inherited (`RUST_LOG`, `GROUPS_*`),
+    /// but flags win over it.
+    pub(crate) fn start(
+        dir: &Path,
+        label: &str,
+        database_url: &str,
+        (server_extra, gateway_extra): (&[String], &[String]),
+    ) -> anyhow::Result<Self> {
+        let log = |name: &str| dir.join(format!("{name}-{label}.log"));
+        let flags = [SERVER_FLAGS, &["--database-url", database_url]].concat();
+        let server = Service::spawn("groups-server", &flags, server_extra, &log("server"))?;
+        let metrics = server
+            .announced_addr("metrics")
+            .context("groups-server announced no metrics address")?;
+        let url = format!("http://{}", server.addr());
+        let flags = [GATEWAY_FLAGS, &["--server-url", &url]].concat();
+        let gateway = Service::spawn("groups-gateway", &flags, gateway_extra, &log("gateway"))?;
+        Ok(Self {
+            server,
+            gateway,
+            metrics,
+        })
+    }
+
+    /// Fails, quoting its log, if a service has exited.
+    pub(crate) fn check_running(&mut self, during: &str) -> anyhow::Result<()> {
+        for service in [&mut self.server, &mut self.gateway] {
+            ensure!(
+                matches!(service.child.try_wait(), Ok(None)),
+                "{} died during {during}; its log ends:\n{}",
+                service.name,
+                service.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops both, the gateway first so it never outlives its server.
+    pub(crate) fn stop(mut self) {
+        self.gateway.stop();
+        self.server.stop();
+    }
 }
 
 /// A service this benchmark started. Stopped (SIGTERM, then SIGKILL) when dropped; a watchdog
@@ -45,25 +101,27 @@ pub(crate) struct Service {
     name: &'static str,
     child: Child,
     addr: SocketAddr,
+    /// The whole `{"listening":...}` line: other addresses it serves (the server's `metrics`).
+    announced: serde_json::Value,
     log: PathBuf,
     watchdog: Option<Child>,
-    stopped: bool,
 }
 
 impl Service {
-    /// Starts `program args...` with stderr (its log) in `log`, and waits for its
-    /// `{"listening":"ADDR"}` line. The environment is inherited (`RUST_LOG`, `GROUPS_*`), but
-    /// the flags given here win over it.
-    pub(crate) fn spawn(
+    /// Starts binary `name` with `args` then `extra`, stderr (its log) in `log`, and waits for
+    /// its `{"listening":"ADDR",...}` line.
+    fn spawn(
         name: &'static str,
-        program: &Path,
-        args: &[OsString],
+        args: &[&str],
+        extra: &[String],
         log: &Path,
     ) -> anyhow::Result<Self> {
+        let program = sibling_binary(name)?;
         let log_file =
             File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-        let mut child = Command::new(program)
+        let mut child = Command::new(&program)
             .args(args)
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -81,27 +139,20 @@ impl Service {
             name,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            announced: serde_json::Value::Null,
             log: log.to_path_buf(),
             watchdog,
-            stopped: false,
         };
-        match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => {
-                service.addr = addr;
-                Ok(service)
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = service.child.wait().ok();
-                bail!(
-                    "{name} exited ({status:?}) without printing its address; its log ends:\n{}",
-                    service.log_tail()
-                )
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => bail!(
+        let Ok((addr, announced)) = rx.recv_timeout(STARTUP_TIMEOUT) else {
+            service.stop();
+            bail!(
                 "{name} did not print its address within {STARTUP_TIMEOUT:?}; its log ends:\n{}",
                 service.log_tail()
-            ),
-        }
+            );
+        };
+        service.addr = addr;
+        service.announced = announced;
+        Ok(service)
     }
 
     /// The address it serves on.
@@ -109,49 +160,39 @@ impl Service {
         self.addr
     }
 
+    /// Another address of its `{"listening":...}` line, such as the server's `"metrics"`.
+    fn announced_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.announced.get(name)?.as_str()?.parse().ok()
+    }
+
     /// Its process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Whether it still runs.
-    pub(crate) fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// The last few KiB of its log, for error messages.
-    pub(crate) fn log_tail(&self) -> String {
-        const TAIL: u64 = 4096;
-        let Ok(mut file) = File::open(&self.log) else {
-            return String::new();
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(TAIL)));
+    fn log_tail(&self) -> String {
         let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
+        if let Ok(mut file) = File::open(&self.log) {
+            let len = file.metadata().map_or(0, |m| m.len());
+            let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+            let _ = file.read_to_string(&mut text);
+        }
         text
     }
 
     /// Asks it to stop (SIGTERM, as a supervisor would) and waits; kills it if it lingers.
-    pub(crate) fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
+    fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             // `kill` the command: sending a signal from Rust needs libc and `unsafe`.
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(20));
             }
             if matches!(self.child.try_wait(), Ok(None)) {
-                eprintln!(
-                    "groups-bench: {} did not stop on SIGTERM; killing it",
-                    self.name
-                );
+                eprintln!("groups-bench: {} ignored SIGTERM; killing it", self.name);
                 let _ = self.child.kill();
             }
         }
@@ -171,47 +212,38 @@ impl Drop for Service {
 
 /// Reads stdout line by line, sends the first listening address, then keeps draining (a full
 /// pipe would block the service).
-fn read_listening_line(stdout: impl Read, tx: &mpsc::Sender<SocketAddr>) {
+fn read_listening_line(stdout: impl Read, tx: &mpsc::Sender<(SocketAddr, serde_json::Value)>) {
     let mut sent = false;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        if !sent && let Some(addr) = listening_address(&line) {
-            sent = tx.send(addr).is_ok();
+        if !sent && let Some(announced) = listening_address(&line) {
+            sent = tx.send(announced).is_ok();
         }
     }
 }
 
-/// The address of a `{"listening":"ADDR"}` line.
-fn listening_address(line: &str) -> Option<SocketAddr> {
+/// The address of a `{"listening":"ADDR",...}` line, and the whole line.
+fn listening_address(line: &str) -> Option<(SocketAddr, serde_json::Value)> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-    value.get("listening")?.as_str()?.parse().ok()
+    let addr = value.get("listening")?.as_str()?.parse().ok()?;
+    Some((addr, value))
 }
 
-/// Where the workloads send their requests, and the processes to measure (`None`: a service
-/// the benchmark did not start and was given no pid of).
-#[derive(Debug, Clone)]
-pub(crate) struct Targets {
-    pub(crate) gateway: Option<SocketAddr>,
-    pub(crate) server: Option<SocketAddr>,
-    pub(crate) gateway_pid: Option<u32>,
-    pub(crate) server_pid: Option<u32>,
-}
-
-/// `http://HOST:PORT` (or `HOST:PORT`) → a socket address: the load generator speaks to
-/// addresses, not names, so the figures never include a resolver.
-pub(crate) fn parse_target(url: &str) -> anyhow::Result<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    let rest = url
-        .strip_prefix("http://")
-        .unwrap_or(url)
-        .trim_end_matches('/');
-    if rest.contains('/') || url.starts_with("https://") {
-        bail!("{url}: give http://HOST:PORT (plain HTTP, no path)");
-    }
-    rest.to_socket_addrs()
-        .with_context(|| format!("{url}: not HOST:PORT"))?
-        .next()
-        .with_context(|| format!("{url}: resolves to no address"))
+/// The server's Prometheus page at `addr` (`GET /metrics` over HTTP/1.0, read to the end).
+pub(crate) fn scrape_metrics(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("cannot reach the metrics page at {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("");
+    ensure!(
+        status.contains(" 200 "),
+        "{addr}/metrics answered {status:?}"
+    );
+    Ok(body.to_owned())
 }
 
 #[cfg(test)]
@@ -220,19 +252,11 @@ mod tests {
 
     #[test]
     fn reads_the_listening_line() {
-        assert_eq!(
-            listening_address("{\"listening\":\"127.0.0.1:4321\"}\n"),
-            Some("127.0.0.1:4321".parse().unwrap())
-        );
+        let line = "{\"listening\":\"127.0.0.1:4321\",\"metrics\":\"127.0.0.1:9\"}\n";
+        let (addr, announced) = listening_address(line).unwrap();
+        assert_eq!(addr, "127.0.0.1:4321".parse().unwrap());
+        assert_eq!(announced["metrics"], "127.0.0.1:9");
         assert_eq!(listening_address("INFO starting"), None);
-    }
-
-    #[test]
-    fn targets_are_socket_addresses() {
-        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(parse_target("http://127.0.0.1:8080/").unwrap(), addr);
-        assert_eq!(parse_target("127.0.0.1:8080").unwrap(), addr);
-        assert!(parse_target("https://127.0.0.1:8080").is_err());
-        assert!(parse_target("http://127.0.0.1:8080/v1").is_err());
+        assert_eq!(listening_address("{\"listening\":\"nowhere\"}"), None);
     }
 }
