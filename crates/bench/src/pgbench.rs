@@ -174,8 +174,11 @@ impl Pgbench<'_> {
         for (name, value) in variables {
             command.arg("-D").arg(format!("{name}={value}"));
         }
-        // The URL is pgbench's "dbname": libpq expands a URI given there.
-        command.arg(&fixture.database_url);
+        // The URL is pgbench's "dbname": libpq expands a URI given there. Its sessions plan
+        // the statement once, as the server's pooled connections do (groups_store's pool).
+        command
+            .arg(&fixture.database_url)
+            .env("PGOPTIONS", "-c plan_cache_mode=force_generic_plan");
         let output = command
             .output()
             .with_context(|| format!("cannot run {}", self.program.display()))?;
