@@ -62,7 +62,8 @@ impl PrivatePostgres {
         connect(&self.url)?
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .with_context(|| format!("creating database {name}"))?;
-        Ok(self.url.replace("/postgres", &format!("/{name}")))
+        let (server, _postgres) = self.url.rsplit_once('/').unwrap_or((&self.url, ""));
+        Ok(format!("{server}/{name}"))
     }
 
     /// The data directory (its `postmaster.pid` names the server process).

@@ -19,9 +19,9 @@ struct Args {
     #[arg(long, env = "GROUPS_SERVER_LISTEN", default_value = "0.0.0.0:50051")]
     listen: String,
     /// Database workers, each with one pooled connection (the pool keeps one more for health
-    /// probes and audit retention).
-    #[arg(long, env = "GROUPS_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pool_size: u32,
+    /// probes and audit retention); default: one per CPU core.
+    #[arg(long, env = "GROUPS_POOL_SIZE", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pool_size: Option<u32>,
     /// Most removals a worker runs as one statement (one round trip, one commit).
     #[arg(long, env = "GROUPS_MAX_BATCH", default_value_t = groups_server::DEFAULT_MAX_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     max_batch: usize,
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     groups_runtime::announce_addresses(listener.local_addr()?, &others)?;
     let config = ServerConfig {
         pool: PoolConfig {
-            max_size: args.pool_size,
+            max_size: args.pool_size.unwrap_or_else(groups_store::default_pool_size),
             min_idle: None,
             checkout_timeout: Duration::from_millis(args.pool_timeout_ms),
             statement_timeout: Duration::from_millis(args.statement_timeout_ms),

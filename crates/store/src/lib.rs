@@ -20,7 +20,7 @@ use diesel::pg::PgConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use error::{StoreError, StoreResult};
-pub use pool::{Checkout, ConnectionManager, Pool, PoolConfig, PooledConn};
+pub use pool::{Checkout, ConnectionManager, Pool, PoolConfig, PooledConn, default_pool_size};
 pub use removal::{Removal, removal_statement_sql};
 pub use seed::{SeedSummary, seed};
 

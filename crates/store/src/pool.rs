@@ -12,7 +12,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, QueryResult, RunQueryDsl};
 use groups_core::DomainError;
 
-/// Pool settings. The defaults suit a 2-core machine (see the README's Performance section).
+/// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// Most connections open at once.
@@ -27,10 +27,18 @@ pub struct PoolConfig {
     pub statement_timeout: Duration,
 }
 
+/// One database worker (and connection) per CPU core: with removals batched, more workers only
+/// add wake-ups and connections (see the README's Performance section).
+pub fn default_pool_size() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(2, |cores| u32::try_from(cores.get()).unwrap_or(u32::MAX))
+        .clamp(1, 64)
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
-            max_size: 8,
+            max_size: default_pool_size(),
             min_idle: None,
             checkout_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
