@@ -72,7 +72,9 @@ async fn main() -> anyhow::Result<()> {
     groups_runtime::announce_addresses(listener.local_addr()?, &others)?;
     let config = ServerConfig {
         pool: PoolConfig {
-            max_size: args.pool_size.unwrap_or_else(groups_store::default_pool_size),
+            max_size: args
+                .pool_size
+                .unwrap_or_else(groups_store::default_pool_size),
             min_idle: None,
             checkout_timeout: Duration::from_millis(args.pool_timeout_ms),
             statement_timeout: Duration::from_millis(args.statement_timeout_ms),
