@@ -6,7 +6,7 @@
 //! vendor SDK's request shape, outages and deadlines, readiness, the rate limit, concurrent
 //! removals, hostile input, keys kept out of logs.
 //!
-//! `tests/rest.rs` covers the gateway alone against a fake server; here nothing is faked.
+//! `tests/rest/` covers the gateway alone against a fake server; here nothing is faked.
 
 mod concurrency;
 mod health;
