@@ -43,8 +43,8 @@ pub(crate) struct Args {
     /// is put back), so it must hold what the fastest removes in warm-up + duration.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub(crate) users: i64,
-    /// Workloads to run at each point, in this order (pgbench-batched needs rest or grpc before
-    /// it: it runs at the batch sizes they made the server form).
+    /// Workloads to run at each point, in this order (pgbench-batched and pgbench-unaudited need rest
+    /// or grpc before them: they run at the batch sizes those made the server form).
     #[arg(
         long,
         value_enum,
@@ -131,6 +131,9 @@ pub(crate) enum Workload {
     /// pgbench running the server's statement over B removals at once, B the mean batch the
     /// server formed in the REST or gRPC workload.
     PgbenchBatched,
+    /// `pgbench-batched` with the audit insert taken out of the statement: what the audit trail
+    /// costs, side by side (not in the default list; the service always writes the trail).
+    PgbenchUnaudited,
 }
 
 impl Workload {
@@ -140,7 +143,13 @@ impl Workload {
             Workload::Grpc => "grpc",
             Workload::Pgbench => "pgbench",
             Workload::PgbenchBatched => "pgbench-batched",
+            Workload::PgbenchUnaudited => "pgbench-unaudited",
         }
+    }
+
+    /// Whether it runs at the batch sizes the server formed in the workloads before it.
+    pub(crate) fn is_batched(self) -> bool {
+        matches!(self, Workload::PgbenchBatched | Workload::PgbenchUnaudited)
     }
 
     /// Whether its removals go through the server (and so form batches there).

@@ -67,6 +67,33 @@ pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
     Ok(script)
 }
 
+/// The server's statement without its audit insert (the `logged` data-modifying CTE): the same
+/// checks, locks and deletes, no event rows. Fails if the statement no longer has that shape.
+pub(crate) fn without_audit(sql: &str) -> anyhow::Result<String> {
+    const CTE: &str = ", logged AS (";
+    let start = sql.find(CTE).context("the statement has no `logged` CTE")?;
+    // The CTE's closing parenthesis: the first one where the depth returns to zero.
+    let mut depth = 1;
+    let close = sql[start + CTE.len()..]
+        .char_indices()
+        .find(|&(_, c)| {
+            depth += match c {
+                '(' => 1,
+                ')' => -1,
+                _ => 0,
+            };
+            depth == 0
+        })
+        .map(|(i, _)| start + CTE.len() + i)
+        .context("the `logged` CTE is not closed")?;
+    let out = format!("{}{}", &sql[..start], &sql[close + 1..]);
+    ensure!(
+        !out.contains("membership_events") && out.contains("DELETE FROM"),
+        "the statement without its audit insert is not the removal: {out}"
+    );
+    Ok(out)
+}
+
 /// A PostgreSQL array literal of `items` (`None` is NULL), each element quoted.
 fn array_literal<'a>(items: impl IntoIterator<Item = Option<&'a str>>) -> String {
     let elements: Vec<String> = items
@@ -326,6 +353,17 @@ fn micros(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_audit_drops_only_the_event_insert() {
+        let sql = groups_store::removal_statement_sql();
+        let out = without_audit(sql).unwrap();
+        // Cut from the CTE's comma to its own closing parenthesis, not the INSERT's column list.
+        let start = sql.find(", logged AS (").unwrap();
+        let end = sql.rfind(") SELECT r.ordinal").unwrap();
+        assert_eq!(out, format!("{}{}", &sql[..start], &sql[end + 1..]));
+        assert!(without_audit("SELECT 1").is_err());
+    }
 
     #[test]
     fn binds_become_variables() {

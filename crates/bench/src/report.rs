@@ -101,6 +101,7 @@ impl Row {
     pub(crate) fn label(&self) -> String {
         match (self.workload, self.batch) {
             (Workload::PgbenchBatched, Some(b)) => format!("pgbench B={b}"),
+            (Workload::PgbenchUnaudited, Some(b)) => format!("pgbench B={b} unaudited"),
             (workload, _) => workload.name().to_owned(),
         }
     }

@@ -15,7 +15,7 @@ use crate::cli::{Args, Workload};
 use crate::database::{self, Fixture, PrivatePostgres};
 use crate::load::{self, GrpcRemover, RestRemover};
 use crate::measurement::{Measurement, Plan};
-use crate::pgbench::Pgbench;
+use crate::pgbench::{self, Pgbench};
 use crate::proc_stats;
 use crate::report::{Cpu, PeakRss, Point, Row};
 use crate::services::{self, Stack};
@@ -141,7 +141,7 @@ impl<'a> Session<'a> {
         let mut services = Stack::start(&self.work_dir, &label, &fixture.database_url, extra)?;
         let mut rows: Vec<Row> = Vec::new();
         for workload in self.args.workload_list() {
-            let batches: Vec<u32> = if workload == Workload::PgbenchBatched {
+            let batches: Vec<u32> = if workload.is_batched() {
                 let mut sizes: Vec<u32> = rows
                     .iter()
                     .filter_map(|r| r.batches.as_ref()?.typical())
@@ -186,7 +186,9 @@ impl<'a> Session<'a> {
         let (server, gateway) = match workload {
             Workload::Rest => (Some(services.server.pid()), Some(services.gateway.pid())),
             Workload::Grpc => (Some(services.server.pid()), None),
-            Workload::Pgbench | Workload::PgbenchBatched => (None, None),
+            Workload::Pgbench | Workload::PgbenchBatched | Workload::PgbenchUnaudited => {
+                (None, None)
+            }
         };
         for pid in [server, gateway].into_iter().flatten() {
             if !proc_stats::reset_peak_rss(pid) {
@@ -282,12 +284,18 @@ impl<'a> Session<'a> {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 load::drive(removers, plan, layout).await
             })?,
-            Workload::Pgbench | Workload::PgbenchBatched => {
+            Workload::Pgbench | Workload::PgbenchBatched | Workload::PgbenchUnaudited => {
+                let sql = match workload {
+                    Workload::PgbenchUnaudited => {
+                        pgbench::without_audit(groups_store::removal_statement_sql())?
+                    }
+                    _ => groups_store::removal_statement_sql().to_owned(),
+                };
                 let pgbench = Pgbench {
                     program: self.pgbench_program.as_deref().context("no pgbench")?,
                     dir: &self.work_dir.join("pgbench"),
                     threads: usize::from(self.args.client_threads),
-                    sql: groups_store::removal_statement_sql(),
+                    sql: &sql,
                     permitted: groups_core::Permission::RemoveMembers.labels(),
                     batch,
                 };
