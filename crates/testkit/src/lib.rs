@@ -15,7 +15,8 @@
 //! - [`FaultProxy`]: cuts, restores and slows TCP connections between two processes.
 //! - [`OtlpSink`]: an OpenTelemetry collector stand-in that keeps the spans it is sent.
 //! - [`spec`]: one table of SPEC.md's cases, and its fixture, that the gRPC and the REST
-//!   suites both run.
+//!   suites both run, and [`spec_tests!`] to declare their tests.
+//! - [`eventually`], [`stop`]: waiting from async tests without blocking the runtime.
 
 mod binaries;
 mod db_server;
@@ -26,7 +27,7 @@ mod output;
 mod service;
 pub mod spec;
 mod test_db;
-
+mod wait;
 mod world;
 
 pub use binaries::{gateway_binary, groupsctl_binary, server_binary};
@@ -39,6 +40,7 @@ pub use service::{
     ServiceCommand, ServiceProcess, Stack, spawn_gateway, spawn_server, spawn_stack,
 };
 pub use test_db::TestDb;
+pub use wait::{eventually, stop};
 pub use world::{Admin, ApiKey, RowCounts, Tenant, World};
 
 #[cfg(test)]

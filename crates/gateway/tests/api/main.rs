@@ -21,7 +21,7 @@ mod spec;
 
 use std::time::{Duration, Instant};
 
-use groups_testkit::{ServiceProcess, Stack, UserId, World, spawn_stack};
+use groups_testkit::{Stack, UserId, World, eventually, spawn_stack, stop};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 
@@ -158,34 +158,5 @@ impl Rest {
         let user = self.world.add_user("demo", username);
         self.world.add_member("demo", self.world.demo.group, user);
         user
-    }
-}
-
-/// Retries `attempt` until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, mut attempt: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = attempt().await {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// SIGTERM, then waits (without blocking the runtime, which may still have to close this
-/// test's connections) for the exit, so the logs are complete.
-async fn stop(service: &mut ServiceProcess) {
-    service.terminate();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while service.try_wait().is_none() {
-        assert!(Instant::now() < deadline, "{service:?} did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

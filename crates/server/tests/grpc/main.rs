@@ -16,10 +16,10 @@ mod outages;
 mod raw;
 mod spec;
 
-use std::time::{Duration, Instant};
-
 use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
-use groups_testkit::{FaultProxy, ServiceCommand, ServiceProcess, UserId, World, spawn_server};
+use groups_testkit::{
+    FaultProxy, ServiceCommand, ServiceProcess, UserId, World, eventually, spawn_server, stop,
+};
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -149,33 +149,4 @@ fn server_behind_proxy(world: &World, args: &[&str]) -> (FaultProxy, ServiceProc
         .args(args)
         .spawn();
     (proxy, server)
-}
-
-/// Retries `attempt` until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, mut attempt: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = attempt().await {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// SIGTERM, then waits (without blocking the runtime, which still has to close this test's
-/// connections) for the exit, so the logs are complete.
-async fn stop(service: &mut ServiceProcess) {
-    service.terminate();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while service.try_wait().is_none() {
-        assert!(Instant::now() < deadline, "{service:?} did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -32,30 +32,7 @@ static SUITE: OnceCell<Suite> = OnceCell::const_new();
 /// The table's tests take turns: each case compares the tables' rows before and after it.
 static TURN: Mutex<()> = Mutex::const_new(());
 
-#[tokio::test]
-async fn remove_from_group() {
-    run(Operation::RemoveFromGroup).await;
-}
-
-#[tokio::test]
-async fn remove_from_user() {
-    run(Operation::RemoveFromUser).await;
-}
-
-#[tokio::test]
-async fn get_user() {
-    run(Operation::GetUser).await;
-}
-
-#[tokio::test]
-async fn get_group() {
-    run(Operation::GetGroup).await;
-}
-
-#[tokio::test]
-async fn list_events() {
-    run(Operation::ListEvents).await;
-}
+groups_testkit::spec_tests!(run);
 
 /// Runs the operation's gRPC cases and reports every one that failed.
 async fn run(operation: Operation) {
