@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use groups_testkit::{
-    FaultProxy, ServiceCommand, ServiceProcess, World, spawn_gateway, spawn_stack,
+    FaultProxy, ServiceCommand, ServiceProcess, Stack, World, spawn_gateway, spawn_stack,
 };
 
 /// What the clients saw.
@@ -110,6 +110,33 @@ fn exited_cleanly(process: &mut ServiceProcess) {
     assert!(status.success(), "exit status {status}");
 }
 
+/// A world seeded with 40 groups × 500 users, and its memberships counted then.
+fn seeded_world() -> (World, (i64, i64), i64) {
+    let world = World::new();
+    let seeded = world.seed("demo", 40, 500);
+    let before = world.count_memberships();
+    (world, (seeded.groups.0, seeded.users.0), before)
+}
+
+/// 20,000 removals of the seeded memberships through the gateway at `base`, by the owner.
+fn removals(world: &World, first: (i64, i64), base: String) -> Load {
+    Load::start(base, world.demo.owner.key.clone(), first, 500, 20_000)
+}
+
+/// A stack on `world` with [`removals`] through it, once 200 of them were sent.
+async fn stack_under_load(world: &World, first: (i64, i64)) -> (Stack, Load) {
+    let stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
+    let load = removals(world, first, stack.url());
+    flowing(&load, 200).await;
+    (stack, load)
+}
+
+/// SIGTERM, then [`exited_cleanly`].
+fn terminated_cleanly(process: &mut ServiceProcess) {
+    process.terminate();
+    exited_cleanly(process);
+}
+
 #[track_caller]
 fn every_committed_removal_was_answered_204(world: &World, before: i64, seen: &Seen) {
     assert!(seen.other.is_empty(), "only 204 and 503: {seen:?}");
@@ -123,21 +150,9 @@ fn every_committed_removal_was_answered_204(world: &World, before: i64, seen: &S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_the_gateway_under_load_loses_no_accepted_request() {
-    let world = World::new();
-    let seeded = world.seed("demo", 40, 500);
-    let before = world.count_memberships();
-    let mut stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
-    let key = world.demo.owner.key.clone();
-    let load = Load::start(
-        stack.url(),
-        key,
-        (seeded.groups.0, seeded.users.0),
-        500,
-        20_000,
-    );
-    flowing(&load, 200).await;
-    stack.gateway.terminate();
-    exited_cleanly(&mut stack.gateway);
+    let (world, first, before) = seeded_world();
+    let (mut stack, load) = stack_under_load(&world, first).await;
+    terminated_cleanly(&mut stack.gateway);
     let seen = load.stop().await;
 
     assert!(seen.no_content > 0, "load was flowing: {seen:?}");
@@ -149,21 +164,9 @@ async fn sigterm_to_the_gateway_under_load_loses_no_accepted_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_the_server_under_load_answers_every_request_exactly() {
-    let world = World::new();
-    let seeded = world.seed("demo", 40, 500);
-    let before = world.count_memberships();
-    let mut stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
-    let key = world.demo.owner.key.clone();
-    let load = Load::start(
-        stack.url(),
-        key,
-        (seeded.groups.0, seeded.users.0),
-        500,
-        20_000,
-    );
-    flowing(&load, 200).await;
-    stack.server.terminate();
-    exited_cleanly(&mut stack.server);
+    let (world, first, before) = seeded_world();
+    let (mut stack, load) = stack_under_load(&world, first).await;
+    terminated_cleanly(&mut stack.server);
     // The gateway stays up: requests after the server stopped are answered 503, not dropped.
     flowing(&load, 50).await;
     let seen = load.stop().await;
@@ -178,24 +181,14 @@ async fn sigterm_to_the_server_under_load_answers_every_request_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_restarts_of_the_server_under_load_lose_no_answer() {
-    let world = World::new();
-    let seeded = world.seed("demo", 40, 500);
-    let before = world.count_memberships();
+    let (world, first, before) = seeded_world();
     let mut server = ServiceCommand::server(world.url()).spawn();
     let address = server.addr().to_string();
     let gateway = spawn_gateway(&server.url(), &["--rate-limit", "0"]);
-    let key = world.demo.owner.key.clone();
-    let load = Load::start(
-        gateway.url(),
-        key,
-        (seeded.groups.0, seeded.users.0),
-        500,
-        20_000,
-    );
+    let load = removals(&world, first, gateway.url());
     for round in 0..4 {
         flowing(&load, 150).await;
-        server.terminate();
-        exited_cleanly(&mut server);
+        terminated_cleanly(&mut server);
         // The same address again, as a supervisor restarts a service.
         server = ServiceCommand::server(world.url())
             .args(["--listen", &address])
