@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use groups_proto::GroupMembersClient;
-use groups_testkit::World;
+use groups_testkit::{FaultProxy, ServiceProcess, World};
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::raw::{frame, raw_call, varint};
@@ -15,10 +16,9 @@ use crate::{NO_SUCH_ID, channel, eventually, expect_error, request, send, server
 #[tokio::test]
 async fn database_unreachable_is_unavailable_with_retry_info_then_recovers() {
     let world = World::new();
-    let (proxy, server) = server_behind_proxy(&world, &["--pool-timeout-ms", "500"]);
-    let client = GroupMembersClient::new(channel(&server).await);
+    let (proxy, _server, client, key) =
+        client_behind_proxy(&world, &["--pool-timeout-ms", "500"]).await;
     let demo = &world.demo;
-    let key = demo.owner.key.clone();
     let user = world.add_user("demo", "warm-up");
     world.add_member("demo", demo.group, user);
     send(
@@ -85,18 +85,10 @@ async fn database_unreachable_is_unavailable_with_retry_info_then_recovers() {
 #[tokio::test]
 async fn an_exhausted_pool_is_unavailable_with_retry_info_within_the_pool_timeout() {
     let world = World::new();
-    let (proxy, server) =
-        server_behind_proxy(&world, &["--pool-size", "1", "--pool-timeout-ms", "300"]);
-    let client = GroupMembersClient::new(channel(&server).await);
+    let (proxy, _server, client, key) =
+        client_behind_proxy(&world, &["--pool-size", "1", "--pool-timeout-ms", "300"]).await;
     let demo = &world.demo;
-    let key = demo.owner.key.clone();
-    send(
-        &client,
-        request("demo", demo.group.get(), NO_SUCH_ID),
-        &[("x-api-key", &key)],
-    )
-    .await
-    .expect_err("warm-up: not a member");
+    warm_up(&client, &world, &key).await;
 
     // The one connection is busy with a slow statement...
     proxy.set_latency(Duration::from_secs(2));
@@ -141,18 +133,10 @@ async fn an_exhausted_pool_is_unavailable_with_retry_info_within_the_pool_timeou
 #[tokio::test]
 async fn a_passed_deadline_is_deadline_exceeded() {
     let world = World::new();
-    let (proxy, server) = server_behind_proxy(&world, &[]);
-    let client = GroupMembersClient::new(channel(&server).await);
+    let (proxy, server, client, key) = client_behind_proxy(&world, &[]).await;
     let demo = &world.demo;
-    let key = demo.owner.key.clone();
     // Warm the pool, so the slow part is the statement, not the connection set-up.
-    send(
-        &client,
-        request("demo", demo.group.get(), NO_SUCH_ID),
-        &[("x-api-key", &key)],
-    )
-    .await
-    .expect_err("not a member");
+    warm_up(&client, &world, &key).await;
     proxy.set_latency(Duration::from_secs(1));
 
     let payload = {
@@ -178,4 +162,30 @@ async fn a_passed_deadline_is_deadline_exceeded() {
         "answered after {elapsed:?}"
     );
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+}
+
+/// A server on `world` (started with `args`) behind a proxy, a client of it and the owner's key.
+async fn client_behind_proxy(
+    world: &World,
+    args: &[&str],
+) -> (
+    FaultProxy,
+    ServiceProcess,
+    GroupMembersClient<Channel>,
+    String,
+) {
+    let (proxy, server) = server_behind_proxy(world, args);
+    let client = GroupMembersClient::new(channel(&server).await);
+    (proxy, server, client, world.demo.owner.key.clone())
+}
+
+/// One removal of a non-member, which opens the pool's connection.
+async fn warm_up(client: &GroupMembersClient<Channel>, world: &World, key: &str) {
+    send(
+        client,
+        request("demo", world.demo.group.get(), NO_SUCH_ID),
+        &[("x-api-key", key)],
+    )
+    .await
+    .expect_err("warm-up: not a member");
 }
