@@ -258,6 +258,24 @@ impl World {
         }
     }
 
+    /// Asserts that the demo membership is gone with exactly one event recording its removal,
+    /// and that nothing else changed since `before` (one membership fewer); `case` names the
+    /// case in the failure message.
+    #[track_caller]
+    pub fn assert_demo_membership_removed_once(&self, before: RowCounts, case: &str) {
+        let demo = &self.demo;
+        assert!(!self.is_member(demo.group, demo.user), "{case}");
+        assert_eq!(
+            self.counts(),
+            RowCounts {
+                memberships: before.memberships - 1,
+                ..before
+            },
+            "{case}"
+        );
+        assert_eq!(self.count_events_of(demo.group, demo.user), 1, "{case}");
+    }
+
     /// Rows of `table`, which may carry a `WHERE` clause of numbers only.
     fn count(&self, table: &str) -> i64 {
         #[derive(QueryableByName)]

@@ -36,17 +36,7 @@ fn assert_one_winner(world: &World, before: RowCounts, answers: &[Answer], case:
     for answer in answers.iter().filter(|a| a.status != 204) {
         answer.assert(404, NOT_FOUND, &format!("{case}: lost the race"));
     }
-    let demo = &world.demo;
-    assert!(!world.is_member(demo.group, demo.user), "{case}");
-    assert_eq!(
-        world.counts(),
-        RowCounts {
-            memberships: before.memberships - 1,
-            ..before
-        },
-        "{case}"
-    );
-    assert_eq!(world.count_events_of(demo.group, demo.user), 1, "{case}");
+    world.assert_demo_membership_removed_once(before, case);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,17 +72,7 @@ fn assert_one_winner(world: &World, before: RowCounts, outcome: &Outcome, case: 
         (1, RACERS - 1),
         "{case}"
     );
-    let demo = &world.demo;
-    assert!(!world.is_member(demo.group, demo.user), "{case}");
-    assert_eq!(
-        world.counts(),
-        RowCounts {
-            memberships: before.memberships - 1,
-            ..before
-        },
-        "{case}"
-    );
-    assert_eq!(world.count_events_of(demo.group, demo.user), 1, "{case}");
+    world.assert_demo_membership_removed_once(before, case);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
