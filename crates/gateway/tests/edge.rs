@@ -21,6 +21,23 @@ fn member_url(base: &str, group: impl std::fmt::Display, user: impl std::fmt::Di
     format!("{base}/v1.1/instances/demo/groups/{group}/users/{user}/")
 }
 
+/// The owner's removal of the demo membership through the gateway at `base`: the status and
+/// how long the answer took.
+async fn remove_demo_membership(
+    client: &reqwest::Client,
+    base: &str,
+    world: &World,
+) -> (u16, Duration) {
+    let started = Instant::now();
+    let response = client
+        .delete(member_url(base, world.demo.group, world.demo.user))
+        .header("X-API-KEY", &world.demo.owner.key)
+        .send()
+        .await
+        .expect("an answer");
+    (response.status().as_u16(), started.elapsed())
+}
+
 /// A client whose connections come from `local` (a loopback address of its own).
 fn client_from(local: &str) -> reqwest::Client {
     reqwest::Client::builder()
@@ -74,19 +91,10 @@ async fn stalled_heads_and_idle_connections_are_closed_while_requests_are_served
         .expect("a request");
 
     // A real removal is served at once, stalled connections or not.
-    let started = Instant::now();
-    let response = reqwest::Client::new()
-        .delete(member_url(&stack.url(), world.demo.group, world.demo.user))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 204);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    let (status, elapsed) =
+        remove_demo_membership(&reqwest::Client::new(), &stack.url(), &world).await;
+    assert_eq!(status, 204);
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
 
     // Every stalled head is closed at the header timeout (from its own accept), not before.
     let early = (opened + Duration::from_millis(1200)).saturating_duration_since(Instant::now());
@@ -416,23 +424,9 @@ async fn the_defaults_limit_rate_and_outages_without_any_flag() {
     // A cut database is answered 503 within the default checkout timeout (5 s), plus margin.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     proxy.cut();
-    let started = Instant::now();
-    let response = client
-        .delete(member_url(
-            &gateway.url(),
-            world.demo.group,
-            world.demo.user,
-        ))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 503);
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        started.elapsed()
-    );
+    let (status, elapsed) = remove_demo_membership(&client, &gateway.url(), &world).await;
+    assert_eq!(status, 503);
+    assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
     proxy.restore();
 }
 
@@ -448,16 +442,8 @@ async fn with_no_flags_the_binaries_listen_where_spec_says() {
         .spawn();
     assert_eq!(gateway.addr().to_string(), "0.0.0.0:8080");
     // The default server URL is that server.
-    let response = reqwest::Client::new()
-        .delete(member_url(
-            "http://127.0.0.1:8080",
-            world.demo.group,
-            world.demo.user,
-        ))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 204);
+    let (status, _) =
+        remove_demo_membership(&reqwest::Client::new(), "http://127.0.0.1:8080", &world).await;
+    assert_eq!(status, 204);
     drop((gateway, server));
 }
