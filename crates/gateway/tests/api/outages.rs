@@ -80,18 +80,33 @@ async fn a_grpc_server_that_drops_connections_is_503_with_retry_after() {
     );
 }
 
-/// An outage seen through the gateway: while `proxy` is cut, each of `attempts` removals of the
-/// demo membership answers 503 with `Retry-After` within `bound` and removes nothing; once it is
-/// restored, the removal succeeds again within 10 s, with nothing restarted.
+/// An outage seen through the gateway at `gateway`: a removal by the owner succeeds before it;
+/// while `proxy` is cut, each of `attempts` removals of the demo membership answers 503 with
+/// `Retry-After` within `bound` and removes nothing; once it is restored, the removal succeeds
+/// again within 10 s, with nothing restarted.
 async fn unavailable_while_cut_then_served_again(
     world: &World,
     proxy: &FaultProxy,
-    delete: impl Fn(UserId) -> RequestBuilder,
+    gateway: &str,
     attempts: usize,
     bound: Duration,
     what: &str,
 ) {
+    let http = http_client();
     let demo = &world.demo;
+    let delete = |user: UserId| -> RequestBuilder {
+        http.delete(format!(
+            "{gateway}{}",
+            member_path("demo", demo.group, user)
+        ))
+        .header("X-API-KEY", &demo.owner.key)
+    };
+    let warm = world.add_user("demo", "warm-up");
+    world.add_member("demo", demo.group, warm);
+    send(delete(warm))
+        .await
+        .assert(204, "", &format!("before the {what}"));
+
     proxy.cut();
     for attempt in 0..attempts {
         let answer = send(delete(demo.user)).await;
@@ -125,27 +140,12 @@ async fn grpc_server_cut_off_is_503_then_served_again_without_a_restart() {
     let server = spawn_server(world.url(), &[]);
     let proxy = FaultProxy::start(server.addr());
     let gateway = spawn_gateway(&format!("http://{}", proxy.addr()), &["--rate-limit", "0"]);
-    let http = http_client();
-    let demo = &world.demo;
-    let key = demo.owner.key.clone();
-    let delete = |user: UserId| {
-        http.delete(format!(
-            "{}{}",
-            gateway.url(),
-            member_path("demo", demo.group, user)
-        ))
-        .header("X-API-KEY", &key)
-    };
-    let warm = world.add_user("demo", "warm-up");
-    world.add_member("demo", demo.group, warm);
-    send(delete(warm)).await.assert(204, "", "before the cut");
-
     // Each attempt meets a connection that is accepted and closed at once, as while a server
     // restarts behind a load balancer.
     unavailable_while_cut_then_served_again(
         &world,
         &proxy,
-        delete,
+        &gateway.url(),
         5,
         Duration::from_secs(3),
         "cut",
@@ -205,24 +205,10 @@ async fn database_down_is_503_with_retry_after_then_served_again_without_a_resta
         &["--pool-timeout-ms", "500"],
         &["--rate-limit", "0"],
     );
-    let http = http_client();
-    let demo = &world.demo;
-    let key = demo.owner.key.clone();
-    let delete = |user: UserId| {
-        http.delete(format!(
-            "{}{}",
-            gateway.url(),
-            member_path("demo", demo.group, user)
-        ))
-        .header("X-API-KEY", &key)
-    };
-    let warm = world.add_user("demo", "warm-up");
-    world.add_member("demo", demo.group, warm);
-    send(delete(warm)).await.assert(204, "", "database up");
-
     // The pool checkout timeout (500 ms) plus a generous margin for a loaded machine.
     let bound = Duration::from_millis(2500);
-    unavailable_while_cut_then_served_again(&world, &proxy, delete, 3, bound, "database cut").await;
+    let url = gateway.url();
+    unavailable_while_cut_then_served_again(&world, &proxy, &url, 3, bound, "database cut").await;
 }
 
 #[tokio::test]
