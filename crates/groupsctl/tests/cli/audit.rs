@@ -8,11 +8,7 @@ use super::*;
 fn audit_prints_an_instance_s_newest_events_by_filter_and_limit() {
     let db = TestDb::new();
     demo_instance(&db);
-    ok(&db, &["admin", "create", "owner@other.test"]);
-    ok(
-        &db,
-        &["instance", "create", "other", "--owner", "owner@other.test"],
-    );
+    owned_instance(&db, "other");
     let mut conn = db.conn();
     // Events as the removal statement writes them (the removals themselves are tested against
     // the services): three of demo, one of another instance.

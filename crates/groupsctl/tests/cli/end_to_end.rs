@@ -40,16 +40,7 @@ async fn provisioned_keys_work_against_the_real_server() {
         .iter()
         .map(|name| {
             let user = id(&ok(&db, &["user", "create", "demo", name]), "id");
-            ok(
-                &db,
-                &[
-                    "member",
-                    "add",
-                    "demo",
-                    &group.to_string(),
-                    &user.to_string(),
-                ],
-            );
+            add_member(&db, group, user);
             user
         })
         .collect();

@@ -9,11 +9,7 @@ use super::*;
 fn errors_go_to_stderr_with_exit_1_and_change_nothing() {
     let db = TestDb::new();
     demo_instance(&db);
-    ok(&db, &["admin", "create", "owner@other.test"]);
-    ok(
-        &db,
-        &["instance", "create", "other", "--owner", "owner@other.test"],
-    );
+    owned_instance(&db, "other");
     let demo_user = id(&ok(&db, &["user", "create", "demo", "alice"]), "id").to_string();
     let demo_group = id(&ok(&db, &["group", "create", "demo", "admins"]), "id").to_string();
     let other_user = id(&ok(&db, &["user", "create", "other", "bob"]), "id").to_string();

@@ -159,12 +159,29 @@ fn assert_key(key: &str, even: bool) {
     assert_eq!(last.is_multiple_of(2), even, "parity of the last digit");
 }
 
-/// An admin "owner@demo.test" owning instance "demo"; returns the admin's key.
-fn demo_instance(db: &TestDb) -> String {
-    let admin = ok(db, &["admin", "create", "owner@demo.test"]);
+/// `member add demo GROUP USER`, which must succeed; returns its output.
+fn add_member(db: &TestDb, group: i64, user: i64) -> Value {
     ok(
         db,
-        &["instance", "create", "demo", "--owner", "owner@demo.test"],
-    );
+        &[
+            "member",
+            "add",
+            "demo",
+            &group.to_string(),
+            &user.to_string(),
+        ],
+    )
+}
+
+/// An admin "owner@demo.test" owning instance "demo"; returns the admin's key.
+fn demo_instance(db: &TestDb) -> String {
+    owned_instance(db, "demo")
+}
+
+/// An admin "owner@`name`.test" owning instance `name`; returns the admin's key.
+fn owned_instance(db: &TestDb, name: &str) -> String {
+    let owner = format!("owner@{name}.test");
+    let admin = ok(db, &["admin", "create", &owner]);
+    ok(db, &["instance", "create", name, "--owner", &owner]);
     admin["key"].as_str().expect("a key").to_owned()
 }

@@ -210,16 +210,7 @@ fn member_add_prints_group_and_user() {
     demo_instance(&db);
     let user = id(&ok(&db, &["user", "create", "demo", "alice"]), "id");
     let group = id(&ok(&db, &["group", "create", "demo", "admins"]), "id");
-    let added = ok(
-        &db,
-        &[
-            "member",
-            "add",
-            "demo",
-            &group.to_string(),
-            &user.to_string(),
-        ],
-    );
+    let added = add_member(&db, group, user);
     assert_eq!(added, json!({ "group": group, "user": user }));
     assert_eq!(
         count(
