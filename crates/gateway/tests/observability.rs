@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
 use groups_runtime::RequestId;
-use groups_testkit::{FaultProxy, OtlpSink, ServiceCommand, ServiceProcess, UserId, World};
+use groups_testkit::{
+    FaultProxy, OtlpSink, ServiceCommand, ServiceProcess, UserId, World, spawn_json_logging_stack,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -84,23 +86,19 @@ async fn the_line_of(process: &ServiceProcess, id: &str, kind: &str) -> Value {
 #[tokio::test]
 async fn one_request_id_follows_a_call_through_both_processes_json_logs() {
     let world = World::new();
-    let server = ServiceCommand::server(world.url())
-        .args(["--log-format", "json"])
-        .spawn();
-    let gateway = ServiceCommand::gateway(&server.url())
-        .env("GROUPS_LOG_FORMAT", "json")
-        .spawn();
+    let stack = spawn_json_logging_stack(world.url());
+    let (gateway, server) = (&stack.gateway, &stack.server);
     let demo = &world.demo;
     let removal = format!("test-{}", RequestId::generate());
     let read = format!("test-{}", RequestId::generate());
 
     for (request, id, status) in [
         (
-            http_client().delete(member_url(&gateway, demo.group, demo.user)),
+            http_client().delete(member_url(gateway, demo.group, demo.user)),
             &removal,
             204,
         ),
-        (http_client().get(user_url(&gateway, demo.user)), &read, 200),
+        (http_client().get(user_url(gateway, demo.user)), &read, 200),
     ] {
         let response = request
             .header("X-API-KEY", &demo.owner.key)
@@ -112,11 +110,11 @@ async fn one_request_id_follows_a_call_through_both_processes_json_logs() {
         assert_eq!(response.headers()["x-request-id"], id.as_str());
     }
 
-    let access = the_line_of(&gateway, &removal, "request").await;
+    let access = the_line_of(gateway, &removal, "request").await;
     assert_eq!(access["method"], "DELETE");
     assert_eq!(access["route"], MEMBER_ROUTE);
     assert_eq!(access["status"], 204);
-    let rpc = the_line_of(&server, &removal, "rpc").await;
+    let rpc = the_line_of(server, &removal, "rpc").await;
     assert_eq!(rpc["code"], "OK");
     let span = span_of(&rpc);
     assert_eq!(span["rpc"], REMOVE_RPC);
@@ -125,11 +123,11 @@ async fn one_request_id_follows_a_call_through_both_processes_json_logs() {
     assert_eq!(span["user"], demo.user.get());
     assert_eq!(span["outcome"], "removed");
 
-    let access = the_line_of(&gateway, &read, "request").await;
+    let access = the_line_of(gateway, &read, "request").await;
     assert_eq!(access["method"], "GET");
     assert_eq!(access["route"], USER_ROUTE);
     assert_eq!(access["status"], 200);
-    let rpc = the_line_of(&server, &read, "rpc").await;
+    let rpc = the_line_of(server, &read, "rpc").await;
     assert_eq!(rpc["code"], "OK");
     let span = span_of(&rpc);
     assert_eq!(span["rpc"], GET_USER_RPC);

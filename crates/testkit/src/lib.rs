@@ -37,7 +37,8 @@ pub use groups_store::provision::ApiKeyFlags;
 pub use groupsctl::{CtlOutput, groupsctl, groupsctl_command};
 pub use otlp_sink::{ExportedSpan, OtlpSink};
 pub use service::{
-    ServiceCommand, ServiceProcess, Stack, spawn_gateway, spawn_server, spawn_stack,
+    ServiceCommand, ServiceProcess, Stack, spawn_gateway, spawn_json_logging_stack, spawn_server,
+    spawn_stack,
 };
 pub use test_db::TestDb;
 pub use wait::{eventually, stop};

@@ -378,3 +378,14 @@ pub fn spawn_stack(db: &TestDb, gateway_args: &[&str]) -> Stack {
     let gateway = spawn_gateway(&server.url(), gateway_args);
     Stack { gateway, server }
 }
+
+/// A server on the database at `database_url` and a gateway in front of it, both logging JSON.
+pub fn spawn_json_logging_stack(database_url: &str) -> Stack {
+    let server = ServiceCommand::server(database_url)
+        .args(["--log-format", "json"])
+        .spawn();
+    let gateway = ServiceCommand::gateway(&server.url())
+        .env("GROUPS_LOG_FORMAT", "json")
+        .spawn();
+    Stack { gateway, server }
+}

@@ -14,7 +14,9 @@ use groups_proto::{
     AuditClient, GroupMembersClient, ListMembershipEventsRequest, MembershipEvent,
     RemoveGroupMemberRequest,
 };
-use groups_testkit::{Role, ServiceCommand, ServiceProcess, Stack, UserId, World, spawn_stack};
+use groups_testkit::{
+    Role, ServiceCommand, ServiceProcess, UserId, World, spawn_json_logging_stack, spawn_stack,
+};
 use serde_json::Value;
 use tonic::Status;
 use tonic::transport::Channel;
@@ -360,13 +362,7 @@ async fn a_removal_whose_statement_fails_leaves_neither_the_delete_nor_the_event
 #[tokio::test]
 async fn the_request_id_of_an_event_is_in_both_processes_log_lines() {
     let world = World::new();
-    let server = ServiceCommand::server(world.url())
-        .args(["--log-format", "json"])
-        .spawn();
-    let gateway = ServiceCommand::gateway(&server.url())
-        .env("GROUPS_LOG_FORMAT", "json")
-        .spawn();
-    let stack = Stack { gateway, server };
+    let stack = spawn_json_logging_stack(world.url());
     let demo = &world.demo;
     let response = http()
         .delete(format!(
