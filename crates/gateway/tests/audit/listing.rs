@@ -9,7 +9,9 @@ use serde_json::Value;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{channel, database_now_micros, event_rows, http, list, listing, remove, with_key};
+use crate::{
+    channel, database_now_micros, event_rows, get_json, http, list, listing, remove, with_key,
+};
 
 #[tokio::test]
 async fn only_owners_and_full_admins_read_their_own_instance_s_trail() {
@@ -50,15 +52,7 @@ async fn only_owners_and_full_admins_read_their_own_instance_s_trail() {
     let url = format!("{}/v1.1/instances/demo/audit/memberships/", stack.url());
     let audit = AuditClient::new(channel(&stack.server).await);
     for (who, key) in [("owner", &demo.owner.key), ("full", &full.key)] {
-        let page: Value = http()
-            .get(&url)
-            .header("X-API-KEY", key)
-            .send()
-            .await
-            .expect("an answer")
-            .json()
-            .await
-            .expect("JSON");
+        let page = get_json(&url, key).await;
         let groups: Vec<&Value> = page["objects"]
             .as_array()
             .expect("objects")
@@ -172,15 +166,7 @@ async fn pages_are_one_snapshot_while_removals_continue() {
     );
     let mut rest_seen = Vec::new();
     loop {
-        let page: Value = http()
-            .get(&url)
-            .header("X-API-KEY", &key)
-            .send()
-            .await
-            .expect("an answer")
-            .json()
-            .await
-            .expect("JSON");
+        let page = get_json(&url, &key).await;
         rest_seen.extend(
             page["objects"]
                 .as_array()

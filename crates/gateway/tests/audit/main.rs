@@ -30,6 +30,19 @@ pub(crate) fn http() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// The JSON body of a GET of `url` with `key`.
+pub(crate) async fn get_json(url: &str, key: &str) -> Value {
+    http()
+        .get(url)
+        .header("X-API-KEY", key)
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 /// A fresh user of "demo", member of the demo group.
 pub(crate) fn new_member(world: &World, username: &str) -> UserId {
     let user = world.add_user("demo", username);
@@ -230,15 +243,7 @@ async fn one_event_per_removal_and_none_for_anything_else() {
     let after = database_now_micros(&world);
 
     // The listing shows them newest first, in SPEC.md's shape.
-    let page: Value = http()
-        .get(format!("{base}/audit/memberships/"))
-        .header("X-API-KEY", &demo.owner.key)
-        .send()
-        .await
-        .expect("an answer")
-        .json()
-        .await
-        .expect("JSON");
+    let page = get_json(&format!("{base}/audit/memberships/"), &demo.owner.key).await;
     assert_eq!(
         (page["next"].clone(), page["prev"].clone()),
         (Value::Null, Value::Null)
