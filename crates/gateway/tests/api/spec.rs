@@ -2,49 +2,33 @@
 //! one gateway and server over one fixture built once per run, each answer compared exactly
 //! (status, body byte for byte, `Content-Type`) and the rows checked after each case.
 
-use groups_testkit::spec::{self, Operation, SpecWorld};
+use groups_testkit::spec::{self, Operation, Suite};
 use groups_testkit::{Stack, spawn_stack};
 use reqwest::Method;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
 use crate::{Answer, http_client, send};
 
-/// The fixture and a stack on it, for every test of the table.
-struct Suite {
-    fixture: SpecWorld,
-    stack: Stack,
-}
-
-static SUITE: OnceCell<Suite> = OnceCell::const_new();
-
-/// The table's tests take turns: each case compares the tables' rows before and after it.
-static TURN: Mutex<()> = Mutex::const_new(());
+static SUITE: OnceCell<Suite<Stack>> = OnceCell::const_new();
 
 groups_testkit::spec_tests!(run);
 
 /// Runs the operation's REST cases and reports every one that failed.
 async fn run(operation: Operation) {
-    let _turn = TURN.lock().await;
-    let suite = SUITE
-        .get_or_init(|| async {
-            let fixture = SpecWorld::new();
-            // No rate limit: the table sends hundreds of requests a second to one instance.
-            let stack = spawn_stack(&fixture.world().db, &["--rate-limit", "0"]);
-            Suite { fixture, stack }
-        })
-        .await;
+    let (_turn, suite) = spec::take_turn(&SUITE, |fixture| {
+        // No rate limit: the table sends hundreds of requests a second to one instance.
+        spawn_stack(&fixture.world().db, &["--rate-limit", "0"])
+    })
+    .await;
     let http = http_client();
-    let cases: Vec<_> = spec::cases_of(operation)
-        .into_iter()
-        .filter(|case| case.expect.rest.is_some())
-        .collect();
+    let cases = spec::cases_answered(operation, |case| case.expect.rest.is_some());
     let mut failures = Vec::new();
     for case in &cases {
         let prepared = suite.fixture.prepare(case);
         let expected = prepared.expected_rest();
         let request = prepared.rest();
         let method = Method::from_bytes(request.method.as_bytes()).expect("a method");
-        let mut builder = http.request(method, format!("{}{}", suite.stack.url(), request.path));
+        let mut builder = http.request(method, format!("{}{}", suite.service.url(), request.path));
         for (name, value) in request.headers {
             builder = builder.header(name, value);
         }
@@ -55,13 +39,7 @@ async fn run(operation: Operation) {
             failures.push(format!("{} ({}): {why}", case.name, request.path));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} REST cases of {operation:?} failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    spec::assert_no_failures(&failures, cases.len(), "REST", operation);
 }
 
 /// The status and the exact body; JSON whenever there is a body, none with a 204.

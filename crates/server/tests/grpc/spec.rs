@@ -11,44 +11,25 @@ use groups_proto::{
     RemoveGroupMemberRequest, Timestamp,
 };
 use groups_testkit::spec::{
-    self, ExpectedGroup, ExpectedGrpc, ExpectedUser, GrpcRequest, Operation, SpecWorld,
+    self, ExpectedGroup, ExpectedGrpc, ExpectedUser, GrpcRequest, Operation, Suite,
 };
 use groups_testkit::{ServiceProcess, spawn_server};
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{channel, with_metadata};
 
-/// The fixture and a server on it, for every test of the table.
-struct Suite {
-    fixture: SpecWorld,
-    server: ServiceProcess,
-}
-
-static SUITE: OnceCell<Suite> = OnceCell::const_new();
-
-/// The table's tests take turns: each case compares the tables' rows before and after it.
-static TURN: Mutex<()> = Mutex::const_new(());
+static SUITE: OnceCell<Suite<ServiceProcess>> = OnceCell::const_new();
 
 groups_testkit::spec_tests!(run);
 
 /// Runs the operation's gRPC cases and reports every one that failed.
 async fn run(operation: Operation) {
-    let _turn = TURN.lock().await;
-    let suite = SUITE
-        .get_or_init(|| async {
-            let fixture = SpecWorld::new();
-            let server = spawn_server(fixture.url(), &[]);
-            Suite { fixture, server }
-        })
-        .await;
-    let channel = channel(&suite.server).await;
-    let cases: Vec<_> = spec::cases_of(operation)
-        .into_iter()
-        .filter(|case| case.expect.grpc.is_some())
-        .collect();
+    let (_turn, suite) = spec::take_turn(&SUITE, |fixture| spawn_server(fixture.url(), &[])).await;
+    let channel = channel(&suite.service).await;
+    let cases = spec::cases_answered(operation, |case| case.expect.grpc.is_some());
     let mut failures = Vec::new();
     for case in &cases {
         let prepared = suite.fixture.prepare(case);
@@ -59,13 +40,7 @@ async fn run(operation: Operation) {
             failures.push(format!("{}: {why}", case.name));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} gRPC cases of {operation:?} failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    spec::assert_no_failures(&failures, cases.len(), "gRPC", operation);
 }
 
 /// What a call returned.

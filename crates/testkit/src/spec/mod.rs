@@ -25,6 +25,7 @@ mod reads;
 mod remove_from_group;
 mod remove_from_user;
 mod shared;
+mod suite;
 
 pub use answers::{
     BAD_KEY, DENIED, Expect, FOUND, GROUP_NOT_FOUND, Grpc, INSTANCE_NOT_FOUND, NO_KEY,
@@ -32,6 +33,7 @@ pub use answers::{
 };
 pub use fixture::{ExpectedGroup, ExpectedUser, SpecWorld};
 pub use prepare::{ExpectedGrpc, ExpectedRest, GrpcRequest, Prepared, RestRequest};
+pub use suite::{Suite, assert_no_failures, cases_answered, take_turn};
 
 /// The operations of SPEC.md the table covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
