@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use groups_proto::GroupMembersClient;
+use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
 use groups_testkit::{FaultProxy, ServiceProcess, World};
-use tonic::Code;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::raw::{frame, raw_call, varint};
@@ -21,29 +21,19 @@ async fn database_unreachable_is_unavailable_with_retry_info_then_recovers() {
     let demo = &world.demo;
     let user = world.add_user("demo", "warm-up");
     world.add_member("demo", demo.group, user);
-    send(
-        &client,
-        request("demo", demo.group.get(), user.get()),
-        &[("x-api-key", &key)],
-    )
-    .await
-    .expect("served while the database is up");
+    remove(&client, &key, request("demo", demo.group.get(), user.get()))
+        .await
+        .expect("served while the database is up");
 
     proxy.cut();
     for attempt in 0..3 {
-        let started = Instant::now();
-        let status = expect_error(
-            send(
-                &client,
-                request("demo", demo.group.get(), demo.user.get()),
-                &[("x-api-key", &key)],
-            )
-            .await,
-            Code::Unavailable,
-            "DATABASE_UNAVAILABLE",
+        let (status, elapsed) = unavailable(
+            &client,
+            &world,
+            &key,
             &format!("database cut, attempt {attempt}"),
-        );
-        let elapsed = started.elapsed();
+        )
+        .await;
         assert!(
             elapsed < Duration::from_secs(3),
             "answered after {elapsed:?}, bound is the 500 ms pool timeout"
@@ -62,10 +52,10 @@ async fn database_unreachable_is_unavailable_with_retry_info_then_recovers() {
 
     proxy.restore();
     let recovered = eventually(Duration::from_secs(10), || async {
-        match send(
+        match remove(
             &client,
+            &key,
             request("demo", demo.group.get(), demo.user.get()),
-            &[("x-api-key", &key)],
         )
         .await
         {
@@ -95,24 +85,12 @@ async fn an_exhausted_pool_is_unavailable_with_retry_info_within_the_pool_timeou
     let slow = tokio::spawn({
         let (client, key) = (client.clone(), key.clone());
         let message = request("demo", demo.group.get(), NO_SUCH_ID);
-        async move { send(&client, message, &[("x-api-key", &key)]).await }
+        async move { remove(&client, &key, message).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // ...so the next request waits the pool timeout, then answers UNAVAILABLE.
-    let started = Instant::now();
-    let status = expect_error(
-        send(
-            &client,
-            request("demo", demo.group.get(), demo.user.get()),
-            &[("x-api-key", &key)],
-        )
-        .await,
-        Code::Unavailable,
-        "DATABASE_UNAVAILABLE",
-        "pool exhausted",
-    );
-    let elapsed = started.elapsed();
+    let (status, elapsed) = unavailable(&client, &world, &key, "pool exhausted").await;
     assert!(
         elapsed < Duration::from_millis(1500),
         "answered after {elapsed:?}, the pool timeout is 300 ms"
@@ -181,11 +159,44 @@ async fn client_behind_proxy(
 
 /// One removal of a non-member, which opens the pool's connection.
 async fn warm_up(client: &GroupMembersClient<Channel>, world: &World, key: &str) {
-    send(
+    remove(
         client,
+        key,
         request("demo", world.demo.group.get(), NO_SUCH_ID),
-        &[("x-api-key", key)],
     )
     .await
     .expect_err("warm-up: not a member");
+}
+
+/// `message` sent with `key`.
+async fn remove(
+    client: &GroupMembersClient<Channel>,
+    key: &str,
+    message: RemoveGroupMemberRequest,
+) -> Result<(), Status> {
+    send(client, message, &[("x-api-key", key)]).await
+}
+
+/// The removal of the demo membership with `key`, which must fail with UNAVAILABLE
+/// (`DATABASE_UNAVAILABLE`): the status and how long it took.
+async fn unavailable(
+    client: &GroupMembersClient<Channel>,
+    world: &World,
+    key: &str,
+    what: &str,
+) -> (Status, Duration) {
+    let demo = &world.demo;
+    let started = Instant::now();
+    let status = expect_error(
+        remove(
+            client,
+            key,
+            request("demo", demo.group.get(), demo.user.get()),
+        )
+        .await,
+        Code::Unavailable,
+        "DATABASE_UNAVAILABLE",
+        what,
+    );
+    (status, started.elapsed())
 }
