@@ -7,6 +7,17 @@ use diesel::sql_types::{BigInt, Bool, Bytea, Text};
 use groups_core::{KeyKind, PresentedKey, Role};
 use groups_testkit::{FaultProxy, RowCounts, TestDb, World};
 
+/// Every table of the schema.
+const TABLES: [&str; 7] = [
+    "admins",
+    "instances",
+    "admin_roles",
+    "api_keys",
+    "users",
+    "groups",
+    "memberships",
+];
+
 #[derive(QueryableByName)]
 struct Flag {
     #[diesel(sql_type = Bool)]
@@ -48,15 +59,7 @@ fn database_exists(conn: &mut PgConnection, name: &str) -> bool {
 fn a_test_database_has_the_migrated_schema() {
     let db = TestDb::new();
     let mut conn = db.conn();
-    for table in [
-        "admins",
-        "instances",
-        "admin_roles",
-        "api_keys",
-        "users",
-        "groups",
-        "memberships",
-    ] {
+    for table in TABLES {
         assert!(
             flag(
                 &mut conn,
@@ -297,15 +300,7 @@ fn keys_are_stored_only_as_digests() {
             expected.as_bytes().to_vec(),
             "{table} {id}"
         );
-        for any_table in [
-            "admins",
-            "instances",
-            "admin_roles",
-            "api_keys",
-            "users",
-            "groups",
-            "memberships",
-        ] {
+        for any_table in TABLES {
             let found = diesel::sql_query(format!(
                 "SELECT count(*) AS n FROM {any_table} AS t WHERE t::text LIKE '%' || $1 || '%'"
             ))
