@@ -74,11 +74,15 @@ impl<K: Hash + Eq> TokenBuckets<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.with_bucket(key, Instant::now(), true)
+        self.with_bucket(key, Instant::now(), true).map(drop)
     }
 
-    /// Whether `key`'s bucket has a token left, taking none; `Err` as for [`Self::take`].
-    pub(crate) fn check<Q>(&self, key: &Q) -> Result<(), u64>
+    /// Takes a token ahead of an outcome from `key`'s bucket if one is tracked: `Ok(true)` when
+    /// a token was taken (give it back with [`Self::refund`] if the outcome does not count),
+    /// `Ok(false)` when the key is not tracked (its bucket is full: nothing is taken or
+    /// tracked), `Err` as for [`Self::take`]. Taken up front, a key's tokens bound how many of
+    /// its requests are in flight at once, not only how many have been answered.
+    pub(crate) fn reserve<Q>(&self, key: &Q) -> Result<bool, u64>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -86,7 +90,30 @@ impl<K: Hash + Eq> TokenBuckets<K> {
         self.with_bucket(key, Instant::now(), false)
     }
 
-    fn with_bucket<Q>(&self, key: &Q, now: Instant, take: bool) -> Result<(), u64>
+    /// Gives back a token taken by [`Self::reserve`].
+    pub(crate) fn refund<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.refund_at(key, Instant::now());
+    }
+
+    fn refund_at<Q>(&self, key: &Q, now: Instant)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = buckets.by_key.get_mut(key) {
+            bucket.refill(now, self.rate, self.burst);
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+
+    /// Takes a token from `key`'s bucket, tracking a new bucket (a full one) for an untracked
+    /// key only if `track_new`; `Ok(true)` if a token was taken.
+    fn with_bucket<Q>(&self, key: &Q, now: Instant, track_new: bool) -> Result<bool, u64>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -98,8 +125,8 @@ impl<K: Hash + Eq> TokenBuckets<K> {
         }
         let by_key = &mut buckets.by_key;
         if !by_key.contains_key(key) {
-            if !take || by_key.len() >= self.max_tracked {
-                return Ok(());
+            if !track_new || by_key.len() >= self.max_tracked {
+                return Ok(false);
             }
             let full = Bucket {
                 tokens: self.burst,
@@ -108,14 +135,12 @@ impl<K: Hash + Eq> TokenBuckets<K> {
             by_key.insert(key.to_owned(), full);
         }
         let Some(bucket) = by_key.get_mut(key) else {
-            return Ok(());
+            return Ok(false);
         };
         bucket.refill(now, self.rate, self.burst);
         if bucket.tokens >= 1.0 {
-            if take {
-                bucket.tokens -= 1.0;
-            }
-            Ok(())
+            bucket.tokens -= 1.0;
+            Ok(true)
         } else {
             let wait = (1.0 - bucket.tokens) / self.rate;
             // `as` saturates; wait is at most 1 s since rate >= 1.
@@ -157,30 +182,43 @@ mod tests {
         let limiter = ByName::new(3, 3).unwrap();
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limiter.with_bucket("a", t0, true), Ok(()));
+            assert_eq!(limiter.with_bucket("a", t0, true), Ok(true));
         }
         assert_eq!(limiter.with_bucket("a", t0, true), Err(1));
         // Another key has its own bucket.
-        assert_eq!(limiter.with_bucket("b", t0, true), Ok(()));
+        assert_eq!(limiter.with_bucket("b", t0, true), Ok(true));
         // A third of a second refills one token at 3/s.
         let later = t0 + Duration::from_millis(340);
-        assert_eq!(limiter.with_bucket("a", later, true), Ok(()));
+        assert_eq!(limiter.with_bucket("a", later, true), Ok(true));
         assert_eq!(limiter.with_bucket("a", later, true), Err(1));
     }
 
     #[test]
-    fn checking_takes_nothing_and_tracks_nothing() {
+    fn reserving_tracks_no_new_key_and_takes_from_a_tracked_bucket() {
         let limiter = ByName::new(1, 2).unwrap();
         let t0 = Instant::now();
-        assert_eq!(limiter.with_bucket("a", t0, false), Ok(()));
+        // Untracked (full): nothing taken, nothing tracked.
+        assert_eq!(limiter.with_bucket("a", t0, false), Ok(false));
         assert_eq!(limiter.tracked(), 0);
-        for _ in 0..2 {
-            assert_eq!(limiter.with_bucket("a", t0, true), Ok(()));
-        }
+        assert_eq!(limiter.with_bucket("a", t0, true), Ok(true));
+        // Tracked: one token left, reserved; then none for a second reservation.
+        assert_eq!(limiter.with_bucket("a", t0, false), Ok(true));
         assert_eq!(limiter.with_bucket("a", t0, false), Err(1));
+        // A refund gives it back, once: the bucket never holds more than its burst.
+        limiter.refund_at("a", t0);
+        assert_eq!(limiter.with_bucket("a", t0, false), Ok(true));
         assert_eq!(limiter.with_bucket("a", t0, false), Err(1));
         let later = t0 + Duration::from_millis(1001);
-        assert_eq!(limiter.with_bucket("a", later, false), Ok(()));
+        assert_eq!(limiter.with_bucket("a", later, false), Ok(true));
+        for _ in 0..5 {
+            limiter.refund_at("a", later);
+        }
+        assert_eq!(limiter.with_bucket("a", later, false), Ok(true));
+        assert_eq!(limiter.with_bucket("a", later, false), Ok(true));
+        assert_eq!(limiter.with_bucket("a", later, false), Err(1));
+        // Refunding an untracked key tracks nothing.
+        limiter.refund_at("b", later);
+        assert_eq!(limiter.tracked(), 1);
     }
 
     #[test]
@@ -188,19 +226,19 @@ mod tests {
         let limiter = ByName::with_capacity(2, 2, 3).unwrap();
         let t0 = Instant::now();
         for name in ["a", "b", "c"] {
-            assert_eq!(limiter.with_bucket(name, t0, true), Ok(()));
+            assert_eq!(limiter.with_bucket(name, t0, true), Ok(true));
         }
         assert_eq!(limiter.tracked(), 3);
         // Full map: a new key passes untracked, the tracked ones keep their state.
         for _ in 0..5 {
-            assert_eq!(limiter.with_bucket("d", t0, true), Ok(()));
+            assert_eq!(limiter.with_bucket("d", t0, true), Ok(false));
         }
-        assert_eq!(limiter.with_bucket("a", t0, true), Ok(()));
+        assert_eq!(limiter.with_bucket("a", t0, true), Ok(true));
         assert_eq!(limiter.with_bucket("a", t0, true), Err(1));
         assert_eq!(limiter.tracked(), 3);
         // After a quiet second every bucket is full again and swept, bar the one just used.
         let later = t0 + Duration::from_secs(2);
-        assert_eq!(limiter.with_bucket("d", later, true), Ok(()));
+        assert_eq!(limiter.with_bucket("d", later, true), Ok(true));
         assert_eq!(limiter.tracked(), 1);
     }
 }

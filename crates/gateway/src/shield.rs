@@ -91,19 +91,31 @@ pub(crate) async fn shield(
     }
     let peer = groups_runtime::peer_addr(&request).map(|addr| addr.ip().to_canonical());
     let client = peer.map(|peer| shield.client(peer, request.headers()));
-    if let (Some(failures), Some(client)) = (&shield.failures, client)
-        && let Err(wait) = failures.check(&client)
-    {
-        return Answer::throttled(wait).into_response();
-    }
-    let Ok(_in_flight) = shield.in_flight.clone().try_acquire_owned() else {
-        return Answer::unavailable(1).into_response();
+    // An address that failed lately (its bucket is tracked) has a token taken before its
+    // request runs and given back unless it fails: its failures in flight at once are bounded
+    // by its tokens too, so many connections cannot multiply the rate. An address that has not
+    // failed lately takes nothing until it fails.
+    let throttle = shield.failures.as_ref().zip(client);
+    let reserved = match throttle.map(|(failures, client)| failures.reserve(&client)) {
+        Some(Err(wait)) => return Answer::throttled(wait).into_response(),
+        Some(Ok(reserved)) => reserved,
+        None => false,
     };
-    let response = next.run(request).await;
-    if let (Some(failures), Some(client)) = (&shield.failures, client)
-        && response.extensions().get::<AuthFailure>().is_some()
-    {
-        let _already_empty = failures.take(&client);
+    let response = match shield.in_flight.clone().try_acquire_owned() {
+        Ok(_in_flight) => next.run(request).await,
+        Err(_) => Answer::unavailable(1).into_response(),
+    };
+    if let Some((failures, client)) = throttle {
+        match (
+            response.extensions().get::<AuthFailure>().is_some(),
+            reserved,
+        ) {
+            (true, false) => {
+                let _already_empty = failures.take(&client);
+            }
+            (false, true) => failures.refund(&client),
+            _ => {}
+        }
     }
     response
 }
