@@ -44,6 +44,9 @@ pub use test_db::TestDb;
 pub use wait::{eventually, stop};
 pub use world::{Admin, ApiKey, RowCounts, Tenant, World};
 
+/// A well-formed key nobody holds (account-shaped: even).
+pub const UNKNOWN_ACCOUNT_KEY: &str = "0123456789abcdef0123456789abcdef01234560";
+
 #[cfg(test)]
 mod tests {
     use super::*;

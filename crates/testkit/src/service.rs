@@ -102,6 +102,12 @@ impl ServiceCommand {
         self
     }
 
+    /// The most verbose logging there is (`RUST_LOG=trace`), in `format` (`human`, `json`).
+    pub fn verbose_logs(self, format: &str) -> Self {
+        self.env("RUST_LOG", "trace")
+            .env("GROUPS_LOG_FORMAT", format)
+    }
+
     /// How long to wait for the address line (default 20 s).
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;

@@ -258,6 +258,20 @@ impl World {
         }
     }
 
+    /// One key of every kind for "demo", created in this order: the owner's, an API key, a
+    /// revoked API key (ignoring ACLs), a reader admin's; and [`UNKNOWN_ACCOUNT_KEY`].
+    ///
+    /// [`UNKNOWN_ACCOUNT_KEY`]: crate::UNKNOWN_ACCOUNT_KEY
+    pub fn keys_of_every_kind(&self) -> [String; 5] {
+        [
+            self.demo.owner.key.clone(),
+            self.add_api_key("demo", false).key,
+            self.add_revoked_api_key("demo", true).key,
+            self.add_admin("demo", Some(Role::Read)).key,
+            crate::UNKNOWN_ACCOUNT_KEY.to_owned(),
+        ]
+    }
+
     /// Asserts that the demo membership is gone with exactly one event recording its removal,
     /// and that nothing else changed since `before` (one membership fewer); `case` names the
     /// case in the failure message.

@@ -1,9 +1,9 @@
 //! Keys never appear in either process's logs, in either log format, whatever the key, wherever
 //! it travels, on every route, at the most verbose log level; nor in an answer.
 
-use groups_testkit::{Role, ServiceCommand, World};
+use groups_testkit::{ServiceCommand, World};
 
-use crate::{NO_SUCH_ID, UNKNOWN_ACCOUNT_KEY, http_client, member_path, send, stop};
+use crate::{NO_SUCH_ID, http_client, member_path, send, stop};
 
 #[tokio::test]
 async fn keys_never_appear_in_the_logs() {
@@ -16,23 +16,15 @@ async fn keys_never_appear_in_logs_of_format(format: &str) {
     let world = World::new();
     // The most verbose logging there is.
     let server = ServiceCommand::server(world.url())
-        .env("RUST_LOG", "trace")
-        .env("GROUPS_LOG_FORMAT", format)
+        .verbose_logs(format)
         .spawn();
     let gateway = ServiceCommand::gateway(&server.url())
         .args(["--rate-limit", "0"])
-        .env("RUST_LOG", "trace")
-        .env("GROUPS_LOG_FORMAT", format)
+        .verbose_logs(format)
         .spawn();
     let http = http_client();
     let demo = &world.demo;
-    let keys = [
-        demo.owner.key.clone(),
-        world.add_api_key("demo", false).key,
-        world.add_revoked_api_key("demo", true).key,
-        world.add_admin("demo", Some(Role::Read)).key,
-        UNKNOWN_ACCOUNT_KEY.to_owned(),
-    ];
+    let keys = world.keys_of_every_kind();
     let base = format!("{}/v1.1/instances/demo", gateway.url());
     let (get, delete) = (reqwest::Method::GET, reqwest::Method::DELETE);
     let routes = [

@@ -21,7 +21,7 @@ mod spec;
 
 use std::time::{Duration, Instant};
 
-use groups_testkit::{Stack, UserId, World, eventually, spawn_stack, stop};
+use groups_testkit::{Stack, UNKNOWN_ACCOUNT_KEY, UserId, World, eventually, spawn_stack, stop};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
 
@@ -29,9 +29,6 @@ const NOT_FOUND: &str = r#"{"detail":"Not found"}"#;
 const NO_SUCH_KEY: &str = r#"{"detail":"No such API Key."}"#;
 const UNAVAILABLE: &str = r#"{"detail":"Service temporarily unavailable, try again later."}"#;
 const TIMED_OUT: &str = r#"{"detail":"Request timed out."}"#;
-
-/// A well-formed key nobody holds (account-shaped: even).
-const UNKNOWN_ACCOUNT_KEY: &str = "0123456789abcdef0123456789abcdef01234560";
 
 /// A group and a user id no row has.
 const NO_SUCH_ID: i64 = 987_654_321;

@@ -2,9 +2,9 @@
 //! travels, at the most verbose log level; nor in a status message or its details.
 
 use groups_proto::GroupMembersClient;
-use groups_testkit::{Role, ServiceCommand, World};
+use groups_testkit::{ServiceCommand, World};
 
-use crate::{NO_SUCH_ID, UNKNOWN_ACCOUNT_KEY, channel, request, send, stop};
+use crate::{NO_SUCH_ID, channel, request, send, stop};
 
 #[tokio::test]
 async fn keys_never_appear_in_the_logs() {
@@ -17,21 +17,11 @@ async fn keys_never_appear_in_logs_of_format(format: &str) {
     let world = World::new();
     // The most verbose logging there is.
     let server = ServiceCommand::server(world.url())
-        .env("RUST_LOG", "trace")
-        .env("GROUPS_LOG_FORMAT", format)
+        .verbose_logs(format)
         .spawn();
     let client = GroupMembersClient::new(channel(&server).await);
     let demo = &world.demo;
-    let api_key = world.add_api_key("demo", false).key;
-    let revoked = world.add_revoked_api_key("demo", true).key;
-    let reader = world.add_admin("demo", Some(Role::Read)).key;
-    let keys = [
-        demo.owner.key.clone(),
-        api_key,
-        revoked,
-        reader,
-        UNKNOWN_ACCOUNT_KEY.to_owned(),
-    ];
+    let keys = world.keys_of_every_kind();
     for key in &keys {
         for metadata in [
             ("x-api-key", key.clone()),

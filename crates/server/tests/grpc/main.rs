@@ -18,15 +18,13 @@ mod spec;
 
 use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
 use groups_testkit::{
-    FaultProxy, ServiceCommand, ServiceProcess, UserId, World, eventually, spawn_server, stop,
+    FaultProxy, ServiceCommand, ServiceProcess, UNKNOWN_ACCOUNT_KEY, UserId, World, eventually,
+    spawn_server, stop,
 };
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
-
-/// Well-formed keys nobody holds: an account-shaped one (even).
-const UNKNOWN_ACCOUNT_KEY: &str = "0123456789abcdef0123456789abcdef01234560";
 
 /// A group and a user id no row has.
 const NO_SUCH_ID: i64 = 987_654_321;
