@@ -17,6 +17,11 @@ use tonic::Code;
 
 const BAD_KEY: &str = "0123456789abcdef0123456789abcdef01234567";
 
+/// The flood test keeps both cores busy for two seconds, and every other test here times what
+/// it sees (answers "at once", connections closed "within"): the flood holds this exclusively,
+/// the others shared, so it never runs beside them (tests of one binary run in parallel).
+static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn member_url(base: &str, group: impl std::fmt::Display, user: impl std::fmt::Display) -> String {
     format!("{base}/v1.1/instances/demo/groups/{group}/users/{user}/")
 }
@@ -69,6 +74,7 @@ fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_heads_and_idle_connections_are_closed_while_requests_are_served() {
+    let _quiet = CPU.read().await;
     let world = World::new();
     let stack = spawn_stack(
         &world.db,
@@ -131,6 +137,7 @@ async fn stalled_heads_and_idle_connections_are_closed_while_requests_are_served
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
+    let _quiet = CPU.read().await;
     let world = World::new();
     let stack = spawn_stack(&world.db, &["--max-connections", "3"]);
     let addr = stack.gateway.addr();
@@ -179,6 +186,7 @@ async fn removals_seen(metrics: SocketAddr) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentication_is_throttled_per_client_address() {
+    let _quiet = CPU.read().await;
     let world = World::new();
     let server = ServiceCommand::server(world.url())
         .args(["--metrics-listen", "127.0.0.1:0"])
@@ -290,7 +298,72 @@ async fn failed_authentication_is_throttled_per_client_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_from_one_address_cannot_multiply_the_failure_limit() {
+    let _alone = CPU.write().await;
+    const CONNECTIONS: u64 = 32;
+    const RATE: u64 = 2;
+    let world = World::new();
+    let server = ServiceCommand::server(world.url())
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .spawn();
+    let metrics = server.announced_addr("metrics");
+    let gateway = spawn_gateway(&server.url(), &["--auth-failure-limit", &RATE.to_string()]);
+    let url =
+        member_url(&gateway.url(), world.demo.group, world.demo.user).replace("/demo/", "/nosuch/");
+    let attacker = client_from("127.0.0.3");
+    let before = removals_seen(metrics).await;
+    let started = Instant::now();
+    let flood: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (attacker, url) = (attacker.clone(), url.clone());
+            tokio::spawn(async move {
+                let (mut failed, mut throttled) = (0u64, 0u64);
+                while started.elapsed() < Duration::from_secs(2) {
+                    let response = attacker
+                        .delete(&url)
+                        .header("X-API-KEY", BAD_KEY)
+                        .send()
+                        .await;
+                    match response.expect("an answer").status().as_u16() {
+                        404 => failed += 1,
+                        429 => throttled += 1,
+                        other => panic!("only 404 and 429: {other}"),
+                    }
+                }
+                (failed, throttled)
+            })
+        })
+        .collect();
+    let (mut failed, mut throttled) = (0, 0);
+    for task in flood {
+        let (f, t) = task.await.expect("a flooding task");
+        failed += f;
+        throttled += t;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let reached = removals_seen(metrics).await - before;
+    assert_eq!(
+        reached, failed,
+        "every 404 came from the server, every 429 from the gateway"
+    );
+    // Until its first failure is answered an address is not tracked: each connection has one
+    // request in flight then. After it, every request takes a token before it runs: the burst
+    // (twice the rate) and what refilled. Were tokens only taken after each answer, every
+    // refilled token would let all 32 connections through.
+    let bound = CONNECTIONS + 2 * RATE + (RATE as f64 * elapsed).ceil() as u64 + 1;
+    assert!(
+        reached <= bound,
+        "{reached} failures reached the server in {elapsed:.1} s (bound {bound}); {throttled} throttled"
+    );
+    assert!(
+        throttled > reached,
+        "{throttled} throttled, {reached} reached"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
+    let _quiet = CPU.read().await;
     let world = World::new();
     let members: Vec<UserId> = (0..6)
         .map(|n| new_member(&world, &format!("m{n}")))
@@ -392,6 +465,7 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_defaults_limit_rate_and_outages_without_any_flag() {
+    let _quiet = CPU.read().await;
     let world = World::new();
     let proxy = FaultProxy::start(world.db.server_addr());
     let server = ServiceCommand::server(&world.db.url_via(proxy.addr())).spawn();
@@ -432,6 +506,7 @@ async fn the_defaults_limit_rate_and_outages_without_any_flag() {
 
 #[tokio::test]
 async fn with_no_flags_the_binaries_listen_where_spec_says() {
+    let _quiet = CPU.read().await;
     let world = World::new();
     let server = ServiceCommand::new("groups-server", server_binary())
         .args(["--database-url", world.url()])

@@ -146,6 +146,8 @@ fn every_committed_removal_was_answered_204(world: &World, before: i64, seen: &S
         i64::try_from(seen.no_content).expect("a count"),
         "deleted rows == answers of 204 ({seen:?})"
     );
+    // The figures SECURITY.md quotes (`--nocapture`).
+    eprintln!("{deleted} memberships deleted; answers: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
