@@ -79,6 +79,24 @@ impl Shield {
     }
 }
 
+/// A request's standing with the failure throttle: settled when it is dropped, after its
+/// answer or without one. A request abandoned before its answer (the client went away, the
+/// drain ran out) counts as a failure: otherwise a client that always hangs up early would
+/// load the server and never be counted.
+struct Standing<'a> {
+    failures: &'a TokenBuckets<IpAddr>,
+    client: IpAddr,
+    reserved: bool,
+    failed: bool,
+}
+
+impl Drop for Standing<'_> {
+    fn drop(&mut self) {
+        self.failures
+            .settle(&self.client, self.reserved, self.failed);
+    }
+}
+
 /// The middleware (outside the routes, inside the request's span).
 pub(crate) async fn shield(
     State(shield): State<Arc<Shield>>,
@@ -91,31 +109,30 @@ pub(crate) async fn shield(
     }
     let peer = groups_runtime::peer_addr(&request).map(|addr| addr.ip().to_canonical());
     let client = peer.map(|peer| shield.client(peer, request.headers()));
-    // An address that failed lately (its bucket is tracked) has a token taken before its
-    // request runs and given back unless it fails: its failures in flight at once are bounded
-    // by its tokens too, so many connections cannot multiply the rate. An address that has not
-    // failed lately takes nothing until it fails.
-    let throttle = shield.failures.as_ref().zip(client);
-    let reserved = match throttle.map(|(failures, client)| failures.reserve(&client)) {
-        Some(Err(wait)) => return Answer::throttled(wait).into_response(),
-        Some(Ok(reserved)) => reserved,
-        None => false,
-    };
+    // An address that failed lately reserves one of its remaining failures before its request
+    // runs, so many connections cannot have more failures in flight than it has left; an
+    // address that has not failed lately reserves nothing. The request's standing settles when
+    // it ends, however it ends.
+    let mut standing = None;
+    if let (Some(failures), Some(client)) = (&shield.failures, client) {
+        match failures.reserve(&client) {
+            Err(wait) => return Answer::throttled(wait).into_response(),
+            Ok(reserved) => {
+                standing = Some(Standing {
+                    failures,
+                    client,
+                    reserved,
+                    failed: true,
+                });
+            }
+        }
+    }
     let response = match shield.in_flight.clone().try_acquire_owned() {
         Ok(_in_flight) => next.run(request).await,
         Err(_) => Answer::unavailable(1).into_response(),
     };
-    if let Some((failures, client)) = throttle {
-        match (
-            response.extensions().get::<AuthFailure>().is_some(),
-            reserved,
-        ) {
-            (true, false) => {
-                let _already_empty = failures.take(&client);
-            }
-            (false, true) => failures.refund(&client),
-            _ => {}
-        }
+    if let Some(standing) = &mut standing {
+        standing.failed = response.extensions().get::<AuthFailure>().is_some();
     }
     response
 }

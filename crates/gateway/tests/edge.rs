@@ -297,28 +297,21 @@ async fn failed_authentication_is_throttled_per_client_address() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_connections_from_one_address_cannot_multiply_the_failure_limit() {
-    let _alone = CPU.write().await;
-    const CONNECTIONS: u64 = 32;
-    const RATE: u64 = 2;
-    let world = World::new();
-    let server = ServiceCommand::server(world.url())
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .spawn();
-    let metrics = server.announced_addr("metrics");
-    let gateway = spawn_gateway(&server.url(), &["--auth-failure-limit", &RATE.to_string()]);
-    let url =
-        member_url(&gateway.url(), world.demo.group, world.demo.user).replace("/demo/", "/nosuch/");
-    let attacker = client_from("127.0.0.3");
-    let before = removals_seen(metrics).await;
-    let started = Instant::now();
-    let flood: Vec<_> = (0..CONNECTIONS)
+/// `connections` connections from `attacker` sending failing removals to `url` for `seconds`:
+/// how many the server answered (404, no such instance) and the throttle (429).
+async fn flood(
+    attacker: &reqwest::Client,
+    url: &str,
+    connections: u64,
+    seconds: f64,
+) -> (u64, u64) {
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..connections)
         .map(|_| {
-            let (attacker, url) = (attacker.clone(), url.clone());
+            let (attacker, url) = (attacker.clone(), url.to_owned());
             tokio::spawn(async move {
                 let (mut failed, mut throttled) = (0u64, 0u64);
-                while started.elapsed() < Duration::from_secs(2) {
+                while Instant::now() < until {
                     let response = attacker
                         .delete(&url)
                         .header("X-API-KEY", BAD_KEY)
@@ -335,30 +328,90 @@ async fn many_connections_from_one_address_cannot_multiply_the_failure_limit() {
         })
         .collect();
     let (mut failed, mut throttled) = (0, 0);
-    for task in flood {
+    for task in tasks {
         let (f, t) = task.await.expect("a flooding task");
         failed += f;
         throttled += t;
     }
+    (failed, throttled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_from_one_address_cannot_multiply_the_failure_limit() {
+    let _alone = CPU.write().await;
+    const CONNECTIONS: u64 = 32;
+    const RATE: u64 = 1;
+    let world = World::new();
+    let server = ServiceCommand::server(world.url())
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .spawn();
+    let metrics = server.announced_addr("metrics");
+    let gateway = spawn_gateway(&server.url(), &["--auth-failure-limit", &RATE.to_string()]);
+    let url =
+        member_url(&gateway.url(), world.demo.group, world.demo.user).replace("/demo/", "/nosuch/");
+    let attacker = client_from("127.0.0.3");
+    let before = removals_seen(metrics).await;
+    let started = Instant::now();
+    // A second of flood, a pause long enough for a bucket of 2 × RATE to refill and be swept
+    // (2 s, then up to 1 s), another second of flood.
+    let (first, throttled_first) = flood(&attacker, &url, CONNECTIONS, 1.0).await;
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let (second, throttled_second) = flood(&attacker, &url, CONNECTIONS, 1.0).await;
     let elapsed = started.elapsed().as_secs_f64();
     let reached = removals_seen(metrics).await - before;
+    let (failed, throttled) = (first + second, throttled_first + throttled_second);
     assert_eq!(
         reached, failed,
         "every 404 came from the server, every 429 from the gateway"
     );
     // Until its first failure is answered an address is not tracked: each connection has one
-    // request in flight then. After it, every request takes a token before it runs: the burst
-    // (twice the rate) and what refilled. Were tokens only taken after each answer, every
-    // refilled token would let all 32 connections through.
+    // request in flight then. After it, every request reserves a token before it runs, and
+    // every failure is charged, past empty as debt. So over the whole run: the connections'
+    // first requests, the burst (twice the rate) and what refilled. Were tokens only taken
+    // after each answer, every refilled token would let all 32 connections through; were
+    // failures past empty free, the pause would let them all through again.
     let bound = CONNECTIONS + 2 * RATE + (RATE as f64 * elapsed).ceil() as u64 + 1;
     assert!(
         reached <= bound,
-        "{reached} failures reached the server in {elapsed:.1} s (bound {bound}); {throttled} throttled"
+        "{reached} failures reached the server in {elapsed:.1} s (first {first}, second {second}; bound {bound}); {throttled} throttled"
     );
     assert!(
         throttled > reached,
         "{throttled} throttled, {reached} reached"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_failed_once_is_served_while_it_succeeds() {
+    let _quiet = CPU.read().await;
+    let world = World::new();
+    let server = ServiceCommand::server(world.url()).spawn();
+    // One failure a second, a burst of two: after one failure, one left.
+    let gateway = spawn_gateway(&server.url(), &["--auth-failure-limit", "1"]);
+    let client = client_from("127.0.0.4");
+    let group = format!(
+        "{}/v1.1/instances/demo/groups/{}/",
+        gateway.url(),
+        world.demo.group
+    );
+    let failed = client
+        .get(&group)
+        .header("X-API-KEY", BAD_KEY)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(failed.status(), 403);
+    // Each success gives back the failure it reserved: more successes than the bucket holds,
+    // one after another, are all served.
+    for n in 0..6 {
+        let response = client
+            .get(&group)
+            .header("X-API-KEY", &world.demo.owner.key)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 200, "read {n}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
