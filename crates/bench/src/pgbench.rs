@@ -48,7 +48,7 @@ pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
         );
     }
     let mut script = format!(
-        "-- groups-bench: {batch} removal(s) per statement, groups_store::removal_statement_sql()\n\
+        "-- groups-bench: {batch} removal(s) per statement and commit\n\
          \\set base (:n * :clients + :client_id) * {batch}\n\
          \\set n :n + 1\n\
          \\if :base + {batch} <= :memberships\n"

@@ -71,15 +71,24 @@ impl Bucket {
         self.updated = now;
     }
 
-    /// Takes one available token, or says in whole seconds (at least 1) when one is back.
+    /// Tokens neither spent nor reserved (below zero while in debt).
+    fn available(&self) -> f64 {
+        self.tokens - f64::from(self.reserved)
+    }
+
+    /// Whole seconds (at least 1) until one token is available. `as` saturates; the debt
+    /// bounds the wait anyway.
+    fn wait_for_one(&self, rate: f64) -> u64 {
+        (((1.0 - self.available()) / rate).ceil() as u64).max(1)
+    }
+
+    /// Takes one available token, or says when one is back.
     fn take_one(&mut self, rate: f64) -> Result<(), u64> {
-        let available = self.tokens - f64::from(self.reserved);
-        if available >= 1.0 {
+        if self.available() >= 1.0 {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            // `as` saturates; the debt bounds the wait anyway.
-            Err((((1.0 - available) / rate).ceil() as u64).max(1))
+            Err(self.wait_for_one(rate))
         }
     }
 }
@@ -151,12 +160,11 @@ impl<K: Hash + Eq> TokenBuckets<K> {
             buckets.by_key.remove(key);
             return Ok(false);
         }
-        let available = bucket.tokens - f64::from(bucket.reserved);
-        if available >= 1.0 {
+        if bucket.available() >= 1.0 {
             bucket.reserved += 1;
             Ok(true)
         } else {
-            Err((((1.0 - available) / self.rate).ceil() as u64).max(1))
+            Err(bucket.wait_for_one(self.rate))
         }
     }
 

@@ -79,10 +79,10 @@ impl Shield {
     }
 }
 
-/// A request's standing with the failure throttle: settled when it is dropped, after its
-/// answer or without one. A request abandoned before its answer (the client went away, the
-/// drain ran out) counts as a failure: otherwise a client that always hangs up early would
-/// load the server and never be counted.
+/// A request's standing with the failure throttle, settled when it is dropped: after its
+/// answer, or without one (the client went away, the drain ran out), when only its reservation
+/// is released. SPEC.md counts answers of checks 2–4, so a request abandoned before its answer
+/// is not a failure.
 struct Standing<'a> {
     failures: &'a TokenBuckets<IpAddr>,
     client: IpAddr,
@@ -92,8 +92,11 @@ struct Standing<'a> {
 
 impl Drop for Standing<'_> {
     fn drop(&mut self) {
-        self.failures
-            .settle(&self.client, self.reserved, self.failed);
+        // Most requests neither hold a reservation nor failed: nothing to settle.
+        if self.reserved || self.failed {
+            self.failures
+                .settle(&self.client, self.reserved, self.failed);
+        }
     }
 }
 
@@ -112,7 +115,7 @@ pub(crate) async fn shield(
     // An address that failed lately reserves one of its remaining failures before its request
     // runs, so many connections cannot have more failures in flight than it has left; an
     // address that has not failed lately reserves nothing. The request's standing settles when
-    // it ends, however it ends.
+    // it ends, however it ends (see `Standing`).
     let mut standing = None;
     if let (Some(failures), Some(client)) = (&shield.failures, client) {
         match failures.reserve(&client) {
@@ -122,7 +125,7 @@ pub(crate) async fn shield(
                     failures,
                     client,
                     reserved,
-                    failed: true,
+                    failed: false,
                 });
             }
         }

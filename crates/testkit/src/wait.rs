@@ -33,35 +33,3 @@ pub async fn stop(service: &mut ServiceProcess) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-/// Declares the SPEC table's tests, one `#[tokio::test]` per [`spec::Operation`](crate::spec::Operation),
-/// each calling `$run(operation).await` (a suite's `async fn run(Operation)`).
-#[macro_export]
-macro_rules! spec_tests {
-    ($run:ident) => {
-        #[tokio::test]
-        async fn remove_from_group() {
-            $run($crate::spec::Operation::RemoveFromGroup).await;
-        }
-
-        #[tokio::test]
-        async fn remove_from_user() {
-            $run($crate::spec::Operation::RemoveFromUser).await;
-        }
-
-        #[tokio::test]
-        async fn get_user() {
-            $run($crate::spec::Operation::GetUser).await;
-        }
-
-        #[tokio::test]
-        async fn get_group() {
-            $run($crate::spec::Operation::GetGroup).await;
-        }
-
-        #[tokio::test]
-        async fn list_events() {
-            $run($crate::spec::Operation::ListEvents).await;
-        }
-    };
-}

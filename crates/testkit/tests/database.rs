@@ -8,7 +8,7 @@ use groups_core::{KeyKind, PresentedKey, Role};
 use groups_testkit::{FaultProxy, RowCounts, TestDb, World};
 
 /// Every table of the schema.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "admins",
     "instances",
     "admin_roles",
@@ -16,6 +16,7 @@ const TABLES: [&str; 7] = [
     "users",
     "groups",
     "memberships",
+    "membership_events",
 ];
 
 #[derive(QueryableByName)]
