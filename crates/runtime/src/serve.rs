@@ -13,7 +13,9 @@
 //!   write side is shut first (FIN) and what arrives is read and dropped until the peer
 //!   closes too (a "lingering close", as Go's net/http and Apache do). Closing a socket with
 //!   unread bytes makes the kernel send RST, which can destroy an answer the peer has not read
-//!   yet; a lingering close makes sure an answer that was sent arrives.
+//!   yet; a lingering close makes sure an answer that was sent arrives. A connection keeps its
+//!   place under `max_connections` until its lingering close ends, and the drain waits for it,
+//!   so the process does not exit (and reset the socket) while an answer is still on its way.
 
 use std::future::Future;
 use std::io;
@@ -31,7 +33,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -109,6 +111,7 @@ pub async fn serve(
         let io = TokioIo::new(Lingering(Some(Watched {
             stream,
             clock: clock.clone(),
+            slot,
         })));
         let service = {
             let clock = clock.clone();
@@ -156,7 +159,6 @@ pub async fn serve(
                     }
                 }
             }
-            drop(slot);
         });
     }
     drop(listener);
@@ -256,6 +258,10 @@ impl Drop for InFlight {
 struct Watched {
     stream: TcpStream,
     clock: Arc<Mutex<Clock>>,
+    /// The connection's place under `max_connections`, held until its lingering close ends:
+    /// the drain waits for every slot, so the process never exits (closing the socket with a
+    /// reset) while a lingering close still protects an answer in flight.
+    slot: OwnedSemaphorePermit,
 }
 
 /// Closes its stream with a lingering close (see the module's documentation) when dropped.
@@ -272,7 +278,10 @@ impl Lingering {
 
 impl Drop for Lingering {
     fn drop(&mut self) {
-        let Some(Watched { mut stream, .. }) = self.0.take() else {
+        let Some(Watched {
+            mut stream, slot, ..
+        }) = self.0.take()
+        else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -285,6 +294,7 @@ impl Drop for Lingering {
                 while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
             })
             .await;
+            drop(slot);
         });
     }
 }
