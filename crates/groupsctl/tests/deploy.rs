@@ -27,20 +27,14 @@ fn binary(name: &str) -> PathBuf {
 
 /// A compose service with `<<` merge keys applied (yaml-rust2 resolves aliases, not merges).
 fn merged(service: &Yaml) -> HashMap<String, Yaml> {
-    let mut fields = HashMap::new();
     let hash = service.as_hash().expect("a service is a mapping");
-    if let Some(base) = hash.get(&Yaml::String("<<".into())) {
-        for (k, v) in base.as_hash().expect("merge of a mapping") {
-            fields.insert(k.as_str().unwrap().to_owned(), v.clone());
-        }
-    }
-    for (k, v) in hash {
-        let key = k.as_str().unwrap();
-        if key != "<<" {
-            fields.insert(key.to_owned(), v.clone());
-        }
-    }
-    fields
+    let base = hash.get(&Yaml::String("<<".into()));
+    let base = base.map(|base| base.as_hash().expect("merge of a mapping"));
+    // The service's own fields come last, so they override the merged ones.
+    (base.into_iter().flatten().chain(hash))
+        .filter(|(k, _)| k.as_str() != Some("<<"))
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+        .collect()
 }
 
 fn strings(list: &Yaml) -> Vec<String> {

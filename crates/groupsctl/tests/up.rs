@@ -117,16 +117,20 @@ fn closed_to_others(data_dir: &Path, database_url: &str) {
         database_url.contains(&*dir.to_string_lossy()),
         "{database_url}"
     );
-    #[derive(diesel::QueryableByName)]
-    struct Setting {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        listen_addresses: String,
-    }
     let mut conn = groups_store::connect(database_url).expect("the printed URL connects");
-    let setting: Setting = diesel::sql_query("SHOW listen_addresses")
-        .get_result(&mut conn)
-        .expect("a setting");
-    assert_eq!(setting.listen_addresses, "", "no TCP listener");
+    let listen_addresses: String =
+        diesel::dsl::sql::<diesel::sql_types::Text>("SHOW listen_addresses")
+            .get_result(&mut conn)
+            .expect("a setting");
+    assert_eq!(listen_addresses, "", "no TCP listener");
+}
+
+/// The gateway's address and the path of the removal in the printed curl command.
+fn rest_and_curl_path(summary: &Value) -> (String, String) {
+    let rest = summary["rest"].as_str().expect("the REST address");
+    let curl = summary["curl"].as_str().expect("a curl command");
+    let url = curl.split_whitespace().last().expect("a URL");
+    (rest.to_owned(), url.trim_start_matches(rest).to_owned())
 }
 
 fn postmaster_running(data_dir: &Path) -> bool {
@@ -151,14 +155,7 @@ fn up_serves_the_demo_stops_cleanly_and_keeps_its_data() {
         .expect("key shown on the first run")
         .to_owned();
     assert_eq!(key.len(), 40);
-    let rest = summary["rest"].as_str().unwrap().to_owned();
-    let curl = summary["curl"].as_str().unwrap();
-    let path = curl
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_start_matches(&rest)
-        .to_owned();
+    let (rest, path) = rest_and_curl_path(&summary);
     assert_eq!(
         delete(&rest, &path, &key).0,
         204,
@@ -178,20 +175,12 @@ fn up_serves_the_demo_stops_cleanly_and_keeps_its_data() {
 
     let (mut second, summary) = start_up(&data_dir);
     assert!(summary["key"].is_null(), "the key is shown once only");
-    let rest = summary["rest"].as_str().unwrap().to_owned();
+    let (rest, next) = rest_and_curl_path(&summary);
     assert_eq!(
         delete(&rest, &path, &key),
         (404, r#"{"detail":"Not found"}"#.to_owned()),
         "the removal of the first run is still there"
     );
-    let next = summary["curl"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .trim_start_matches(&rest)
-        .to_owned();
     assert_ne!(
         next, path,
         "the banner shows a membership that still exists"

@@ -21,45 +21,32 @@ use std::process::{Child, Command, Output};
 /// What can go wrong, each with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No `initdb`, `pg_ctl` and `postgres` anywhere we look.
     #[error(
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH or under \
          /usr/lib/postgresql/*/bin; install PostgreSQL (Debian: apt install postgresql) or give a \
          database URL"
     )]
     NoBinaries,
-    /// Running as root without a `postgres` OS user to hand the server to.
     #[error("running as root, and PostgreSQL will not: need an OS user `postgres` ({0})")]
     NoPostgresUser(String),
-    /// A server already runs on the data directory.
     #[error("a PostgreSQL already runs on {0} (another process?); stop it first")]
     AlreadyRunning(PathBuf),
     /// A file operation or a program failed to run.
     #[error("cannot {what}: {source}")]
     Io {
-        /// What was being done.
         what: String,
-        /// Why it failed.
         source: std::io::Error,
     },
-    /// A program ran and failed; `output` is what it (and the server's log) said.
+    /// A program ran and failed: its output, and the new part of the server's log.
     #[error("{what} failed ({status}):\n{output}")]
     Failed {
-        /// The program.
         what: &'static str,
-        /// Its exit status.
         status: String,
-        /// Its output, and the new part of the server's log.
         output: String,
     },
     /// Every port tried was taken by someone else before the server could bind it.
     #[error("no free port after {attempts} tries; last:\n{last}")]
-    PortsTaken {
-        /// Ports tried.
-        attempts: usize,
-        /// The last failure.
-        last: String,
-    },
+    PortsTaken { attempts: usize, last: String },
 }
 
 /// Result of this crate.
@@ -317,26 +304,21 @@ impl Server {
 
     /// Starts the server: each `max_connections` in turn, each on a few free ports.
     fn run(&mut self, config: &Config) -> Result<()> {
-        let limits: Vec<Option<u32>> = if config.max_connections.is_empty() {
-            vec![None]
-        } else {
-            config.max_connections.iter().copied().map(Some).collect()
-        };
-        let mut last = None;
-        for limit in limits {
+        let mut limits: Vec<String> = (config.max_connections.iter())
+            .map(|n| format!(" -c max_connections={n}"))
+            .collect();
+        if limits.is_empty() {
+            limits.push(String::new());
+        }
+        let mut last = Error::NoBinaries; // replaced by the first failure
+        for limit in &limits {
             for _ in 0..PORT_ATTEMPTS {
-                let port = match self.listen {
-                    Listen::Loopback => free_port()?,
-                    Listen::SocketOnly => SOCKET_PORT,
+                let (port, address) = match self.listen {
+                    Listen::Loopback => (free_port()?, "127.0.0.1"),
+                    Listen::SocketOnly => (SOCKET_PORT, "''"),
                 };
-                let mut options = match self.listen {
-                    Listen::Loopback => format!("-p {port} -c listen_addresses=127.0.0.1"),
-                    Listen::SocketOnly => format!("-p {port} -c listen_addresses=''"),
-                };
-                if let Some(limit) = limit {
-                    let _ = write!(options, " -c max_connections={limit}");
-                }
-                match self.pg_ctl_start(&options) {
+                match self.pg_ctl_start(&format!("-p {port} -c listen_addresses={address}{limit}"))
+                {
                     Ok(()) => {
                         self.port = port;
                         return Ok(());
@@ -344,19 +326,19 @@ impl Server {
                     Err(Error::Failed { output, .. })
                         if self.listen == Listen::Loopback && port_taken(&output) =>
                     {
-                        last = Some(Error::PortsTaken {
+                        last = Error::PortsTaken {
                             attempts: PORT_ATTEMPTS,
                             last: output,
-                        });
+                        };
                     }
                     Err(error) => {
-                        last = Some(error);
+                        last = error;
                         break;
                     }
                 }
             }
         }
-        Err(last.unwrap_or(Error::NoBinaries))
+        Err(last)
     }
 
     fn pg_ctl_start(&self, options: &str) -> Result<()> {

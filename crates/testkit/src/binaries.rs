@@ -1,11 +1,7 @@
 //! Finding the workspace's binaries from a test: an explicit path in the environment, else
-//! next to the test executable, else built once with cargo.
-//!
-//! `cargo test` builds the binaries of the packages it tests (`--workspace`: all of them) into
-//! `target/<profile>/`, while the test executable runs from `target/<profile>/deps/`. A test of
-//! one package (`cargo test -p groups-gateway`) may need another package's binary that this
-//! cargo run did not build; then we build it, which cargo allows: it releases the build
-//! directory's lock before it runs the tests.
+//! in `target/<profile>/` above the test executable, else built once with cargo: a test of one
+//! package may need another package's binary that this cargo run did not build, and cargo
+//! releases the build directory's lock before it runs the tests.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,23 +41,24 @@ fn locate(name: &str, override_var: &str) -> PathBuf {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if let Some(result) = built.get(name) {
-        return result
-            .clone()
-            .unwrap_or_else(|e| panic!("groups-testkit: {e}"));
-    }
-    let exe = std::env::current_exe()
-        .unwrap_or_else(|e| panic!("groups-testkit: no current executable: {e}"));
+    let found = built
+        .entry(name.to_owned())
+        .or_insert_with(|| find_or_build(name));
+    found
+        .clone()
+        .unwrap_or_else(|e| panic!("groups-testkit: {e}"))
+}
+
+/// Binary `name` next to the test executable, else where cargo builds it.
+fn find_or_build(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("no current executable: {e}"))?;
     let profile_dir = profile_dir(&exe);
-    let result = match profile_dir
-        .as_deref()
-        .map(|dir| dir.join(executable_name(name)))
-    {
+    let next_to_tests = (profile_dir.as_deref())
+        .map(|dir| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)));
+    match next_to_tests {
         Some(path) if path.is_file() => Ok(path),
         _ => build(name, profile_dir.as_deref()),
-    };
-    built.insert(name.to_owned(), result.clone());
-    result.unwrap_or_else(|e| panic!("groups-testkit: {e}"))
+    }
 }
 
 /// `target/<profile>` for a test executable in `target/<profile>/deps` (or the executable's own
@@ -73,10 +70,6 @@ fn profile_dir(exe: &Path) -> Option<PathBuf> {
     } else {
         Some(dir.to_path_buf())
     }
-}
-
-fn executable_name(name: &str) -> String {
-    format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
 /// The cargo flag that selects the profile whose output directory is `dir`, so the build

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use groups_pgembed::{Config, Listen, RunAs, Server, StopMode};
@@ -81,11 +82,7 @@ impl DbServer {
                 (Url::parse(&server.url("postgres"))?, Some(server))
             }
         };
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let run = format!("{started}_{}", random_tag());
+        let run = format!("{}_{}", unix_now().as_secs(), random_tag());
         let server = Self {
             template: format!("{TEMPLATE_PREFIX}{run}"),
             admin,
@@ -148,7 +145,6 @@ impl DbServer {
             .with_context(|| format!("cannot drop database {name}"))
     }
 
-    /// The URL of a database of this server.
     pub(crate) fn url_of(&self, database: &str) -> String {
         let mut url = self.admin.clone();
         url.set_path(database);
@@ -165,7 +161,6 @@ impl DbServer {
         url.into()
     }
 
-    /// The server's TCP address.
     pub(crate) fn socket_addr(&self) -> anyhow::Result<SocketAddr> {
         let host = self
             .admin
@@ -187,26 +182,18 @@ impl DbServer {
     /// Drops what earlier runs left on a shared server: their templates, and the test databases
     /// of runs that were killed.
     fn sweep_stale(&self) {
-        #[derive(QueryableByName)]
-        struct Name {
-            #[diesel(sql_type = Text)]
-            datname: String,
-        }
         let Ok(mut admin) = self.admin_conn() else {
             return;
         };
         let pattern = format!("^({TEMPLATE_PREFIX}|{TEST_PREFIX})[0-9]+_[0-9a-f]+(_[0-9]+)?$");
-        let Ok(names) = diesel::sql_query("SELECT datname FROM pg_database WHERE datname ~ $1")
+        let Ok(names) = sql::<Text>("SELECT datname::text FROM pg_database WHERE datname ~ ")
             .bind::<Text, _>(pattern)
-            .load::<Name>(&mut admin)
+            .load::<String>(&mut admin)
         else {
             return;
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        for Name { datname } in names {
+        let now = unix_now().as_secs();
+        for datname in names {
             let started = datname
                 .trim_start_matches(TEMPLATE_PREFIX)
                 .trim_start_matches(TEST_PREFIX)
@@ -248,11 +235,12 @@ fn start_private() -> anyhow::Result<Server> {
 /// Eight random hex digits (the standard library seeds `RandomState` from the OS).
 fn random_tag() -> String {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
+    hasher.write_u128(unix_now().as_nanos());
     format!("{:08x}", hasher.finish() as u32)
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }

@@ -2,7 +2,6 @@
 //! a test can cut, restore and slow down, to see how the upstream's outage looks downstream.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -23,12 +22,14 @@ const SLEEP_SLICE: Duration = Duration::from_millis(10);
 /// - [`set_latency`](Self::set_latency): delays every chunk forwarded, either way.
 ///
 /// Dropping it closes everything. Plain threads, no runtime: it works under any test harness.
+#[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
 }
 
+#[derive(Debug)]
 struct Shared {
     upstream: SocketAddr,
     cut: AtomicBool,
@@ -72,12 +73,10 @@ impl FaultProxy {
         }
     }
 
-    /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The address it forwards to.
     pub fn upstream(&self) -> SocketAddr {
         self.shared.upstream
     }
@@ -88,7 +87,6 @@ impl FaultProxy {
         self.shared.close_all();
     }
 
-    /// Forwards new connections again.
     pub fn restore(&self) {
         self.shared.cut.store(false, Ordering::SeqCst);
     }
@@ -100,23 +98,8 @@ impl FaultProxy {
         self.shared.latency_nanos.store(nanos, Ordering::SeqCst);
     }
 
-    /// How many connections are open through it.
     pub fn connection_count(&self) -> usize {
         self.shared.connections().len()
-    }
-}
-
-impl fmt::Debug for FaultProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultProxy")
-            .field("addr", &self.addr)
-            .field("upstream", &self.shared.upstream)
-            .field("cut", &self.shared.cut.load(Ordering::SeqCst))
-            .field(
-                "latency",
-                &Duration::from_nanos(self.shared.latency_nanos.load(Ordering::SeqCst)),
-            )
-            .finish_non_exhaustive()
     }
 }
 
@@ -227,14 +210,10 @@ fn connect(client: TcpStream, shared: &Arc<Shared>, generation: u64) {
         let (shared, finished) = (Arc::clone(shared), Arc::clone(&finished));
         move || pump(client_reader, upstream, &shared, id, generation, &finished)
     };
-    let client_bound = {
-        let (shared, finished) = (Arc::clone(shared), Arc::clone(&finished));
-        move || pump(upstream_reader, client, &shared, id, generation, &finished)
-    };
     let _ = thread::Builder::new()
         .name("fault-proxy-up".into())
         .spawn(upstream_bound);
-    client_bound();
+    pump(upstream_reader, client, shared, id, generation, &finished);
 }
 
 /// Copies `from` to `to` until end-of-file (passed on as a half-close) or an error (which

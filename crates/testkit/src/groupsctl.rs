@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Output, Stdio};
 
 use crate::binaries::groupsctl_binary;
-use crate::service::is_service_setting;
+use crate::service::without_service_settings;
 
 /// What a `groupsctl` run printed and how it ended.
 #[derive(Debug)]
@@ -19,7 +19,6 @@ pub struct CtlOutput {
 }
 
 impl CtlOutput {
-    /// Whether it exited with status 0.
     pub fn success(&self) -> bool {
         self.status.success()
     }
@@ -54,11 +53,8 @@ pub fn groupsctl_command(database_url: &str) -> Command {
 
 fn hermetic_command(program: PathBuf, database_url: &str) -> Command {
     let mut command = Command::new(program);
-    for (key, _) in std::env::vars_os().filter(|(key, _)| is_service_setting(key)) {
-        command.env_remove(key);
-    }
     // The environment rather than `--database-url`: it works whatever the subcommand.
-    command
+    without_service_settings(&mut command)
         .env("DATABASE_URL", database_url)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());

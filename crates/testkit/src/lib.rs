@@ -33,7 +33,6 @@ mod world;
 pub use binaries::{gateway_binary, groupsctl_binary, server_binary};
 pub use fault_proxy::FaultProxy;
 pub use groups_core::{GroupId, Role, UserId};
-pub use groups_store::provision::ApiKeyFlags;
 pub use groupsctl::{CtlOutput, groupsctl, groupsctl_command};
 pub use otlp_sink::{ExportedSpan, OtlpSink};
 pub use service::{

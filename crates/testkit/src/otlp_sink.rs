@@ -2,11 +2,10 @@
 //! (`opentelemetry.proto.collector.trace.v1.TraceService/Export`) on a loopback port and keeps
 //! the spans, for tests that follow a request's trace through the processes.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -103,6 +102,7 @@ impl TraceService for Collector {
 }
 
 /// An OTLP trace collector on `127.0.0.1`, on a port of its own, until dropped.
+#[derive(Debug)]
 pub struct OtlpSink {
     addr: SocketAddr,
     received: Arc<Received>,
@@ -158,39 +158,17 @@ impl OtlpSink {
         format!("http://{}", self.addr)
     }
 
-    /// Every span received so far.
     pub fn spans(&self) -> Vec<ExportedSpan> {
         self.received.lock().clone()
     }
 
     /// Waits until the spans received satisfy `done`; false if they did not within `timeout`.
     pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[ExportedSpan]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut spans = self.received.lock();
-        loop {
-            if done(&spans) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            spans = self
-                .received
-                .changed
-                .wait_timeout(spans, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-}
-
-impl fmt::Debug for OtlpSink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtlpSink")
-            .field("addr", &self.addr)
-            .field("spans", &self.received.lock().len())
-            .finish()
+        let spans = self.received.lock();
+        let (spans, _) = (self.received.changed)
+            .wait_timeout_while(spans, timeout, |spans| !done(spans))
+            .unwrap_or_else(PoisonError::into_inner);
+        done(&spans)
     }
 }
 

@@ -1,37 +1,32 @@
 //! What a spawned service prints: both streams captured line by line for `logs()`, and the
-//! first `{"listening":"ADDR"}` line on stdout reported to whoever waits for the address.
+//! first `{"listening":"ADDR"}` line on stdout kept for whoever waits for the address.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// The address line: its address and whole JSON, or the line when its address is none.
+pub(crate) type Announced = Result<(SocketAddr, serde_json::Value), String>;
 
 /// Output captured from a child's stdout and stderr.
 #[derive(Debug, Default)]
 pub(crate) struct Captured {
-    state: Mutex<CapturedState>,
+    state: Mutex<State>,
     changed: Condvar,
 }
 
-#[derive(Debug)]
-struct CapturedState {
-    text: String,
-    open_streams: u8,
-}
-
-impl Default for CapturedState {
-    fn default() -> Self {
-        Self {
-            text: String::new(),
-            open_streams: 2,
-        }
-    }
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) text: String,
+    pub(crate) announced: Option<Announced>,
+    pub(crate) stdout_closed: bool,
+    closed_streams: u8,
 }
 
 impl Captured {
-    fn lock(&self) -> MutexGuard<'_, CapturedState> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -40,54 +35,48 @@ impl Captured {
         self.lock().text.clone()
     }
 
+    /// Waits until `done` holds, both streams are closed, or `timeout` passed; returns the state.
+    pub(crate) fn wait(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'_, State> {
+        let state = self.lock();
+        self.changed
+            .wait_timeout_while(state, timeout, |s| !done(s) && s.closed_streams < 2)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
     /// Waits until the output contains `needle`; false if it did not within `timeout` (or the
     /// streams closed first).
     pub(crate) fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        loop {
-            if state.text.contains(needle) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || state.open_streams == 0 {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let done = |s: &State| s.text.contains(needle);
+        done(&self.wait(timeout, done))
     }
 
-    fn append(&self, line: &str) {
-        self.lock().text.push_str(line);
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        change(&mut self.lock());
         self.changed.notify_all();
     }
 
-    fn close_stream(&self) {
-        self.lock().open_streams -= 1;
-        self.changed.notify_all();
-    }
-
-    pub(crate) fn wait_closed(&self, timeout: Duration) {
-        let state = self.lock();
-        let _ = self
-            .changed
-            .wait_timeout_while(state, timeout, |s| s.open_streams > 0);
+    fn close_stream(&self, stdout: bool) {
+        self.update(|s| {
+            s.closed_streams += 1;
+            s.stdout_closed |= stdout;
+        });
     }
 }
 
-/// Reads one stream to its end, line by line, into `output`; on stdout, also reports the first
+/// Reads one stream to its end, line by line, into `output`; on stdout, also keeps the first
 /// address line.
 pub(crate) fn spawn_reader(
     service: &str,
-    stream_name: &str,
+    stdout: bool,
     stream: impl Read + Send + 'static,
     output: Arc<Captured>,
-    mut address_tx: Option<mpsc::Sender<Result<(SocketAddr, serde_json::Value), String>>>,
 ) {
+    let stream_name = if stdout { "stdout" } else { "stderr" };
     let spawned = thread::Builder::new()
         .name(format!("{service}-{stream_name}"))
         .spawn({
@@ -95,40 +84,37 @@ pub(crate) fn spawn_reader(
             move || {
                 let mut reader = BufReader::new(stream);
                 let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match reader.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
+                while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
                     let line = String::from_utf8_lossy(&buf);
-                    // Only the first address line counts; later lines are just output.
-                    if address_tx.is_some()
-                        && let Some(address) = listening_address(&line)
-                        && let Some(tx) = address_tx.take()
-                    {
-                        let whole = serde_json::from_str(line.trim()).unwrap_or_default();
-                        let _ = tx.send(address.map(|address| (address, whole)));
-                    }
-                    output.append(&line);
+                    output.update(|s| {
+                        // Only the first address line counts; later lines are just output.
+                        if stdout && s.announced.is_none() {
+                            s.announced = listening_address(&line);
+                        }
+                        s.text.push_str(&line);
+                    });
+                    buf.clear();
                 }
-                output.close_stream();
+                output.close_stream(stdout);
             }
         });
     if let Err(e) = spawned {
-        output.close_stream();
+        output.close_stream(stdout);
         eprintln!("groups-testkit: cannot read the {stream_name} of {service}: {e}");
     }
 }
 
-/// The address of a `{"listening":"ADDR"}` line; `Err(line)` when the address is not one.
-fn listening_address(line: &str) -> Option<Result<SocketAddr, String>> {
+/// The address of a `{"listening":"ADDR"}` line, with the whole line's JSON; `Err(line)` when
+/// the address is not one.
+fn listening_address(line: &str) -> Option<Announced> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-    let address = value.get("listening")?;
+    let address = value
+        .get("listening")?
+        .as_str()
+        .and_then(|a| a.parse().ok());
     Some(
         address
-            .as_str()
-            .and_then(|a| a.parse().ok())
+            .map(|a| (a, value.clone()))
             .ok_or_else(|| line.trim().to_owned()),
     )
 }
@@ -142,7 +128,10 @@ mod tests {
         let line = "{\"listening\":\"127.0.0.1:4321\"}\n";
         assert_eq!(
             listening_address(line),
-            Some(Ok("127.0.0.1:4321".parse().unwrap()))
+            Some(Ok((
+                "127.0.0.1:4321".parse().unwrap(),
+                serde_json::json!({ "listening": "127.0.0.1:4321" })
+            )))
         );
         assert_eq!(listening_address("2026-01-01 INFO starting\n"), None);
         assert_eq!(listening_address("{\"level\":\"info\"}"), None);

@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use groups_pgembed::watchdog;
 
 use crate::TestDb;
 use crate::binaries::{gateway_binary, server_binary, tail};
 use crate::output::{Captured, spawn_reader};
-use groups_pgembed::watchdog;
 
 /// How long a service may take to print its address by default.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -28,9 +28,14 @@ const FAILURE_TAIL: usize = 4000;
 /// Environment variables the binaries read: removed from children, so a developer's shell
 /// settings cannot change what a test sees. `ServiceCommand::env` sets them on purpose.
 /// (`OTEL_*` too: a developer's trace collector must not receive, or swallow, a test's spans.)
-pub(crate) fn is_service_setting(name: &OsStr) -> bool {
-    let name = name.to_string_lossy();
-    name.starts_with("GROUPS_") || name.starts_with("OTEL_") || name == "DATABASE_URL"
+pub(crate) fn without_service_settings(command: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("GROUPS_") || name.starts_with("OTEL_") || name == "DATABASE_URL" {
+            command.env_remove(&key);
+        }
+    }
+    command
 }
 
 /// A service to start: the program, its arguments and environment.
@@ -78,13 +83,6 @@ impl ServiceCommand {
             .env("GROUPS_AUTH_FAILURE_LIMIT", "0")
     }
 
-    /// Adds an argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.args.push(arg.as_ref().to_owned());
-        self
-    }
-
-    /// Adds arguments.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -118,37 +116,33 @@ impl ServiceCommand {
     /// when it exits first or stays silent past the start-up timeout.
     pub fn spawn(self) -> ServiceProcess {
         let mut command = Command::new(&self.program);
-        command
+        let mut child = without_service_settings(&mut command)
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars_os().filter(|(key, _)| is_service_setting(key)) {
-            command.env_remove(key);
-        }
-        command.envs(self.envs.iter().map(|(k, v)| (k, v)));
-        let mut child = command.spawn().unwrap_or_else(|e| {
-            panic!(
-                "groups-testkit: cannot start {} ({}): {e}",
-                self.name,
-                self.program.display()
-            )
-        });
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "groups-testkit: cannot start {} ({}): {e}",
+                    self.name,
+                    self.program.display()
+                )
+            });
         let watchdog = watchdog::kill_child_after_exit(child.id()).ok();
 
         let output = Arc::new(Captured::default());
-        let (address_tx, address_rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout is piped");
+        spawn_reader(&self.name, true, stdout, Arc::clone(&output));
         let stderr = child.stderr.take().expect("stderr is piped");
-        spawn_reader(
-            &self.name,
-            "stdout",
-            stdout,
-            Arc::clone(&output),
-            Some(address_tx),
-        );
-        spawn_reader(&self.name, "stderr", stderr, Arc::clone(&output), None);
+        spawn_reader(&self.name, false, stderr, Arc::clone(&output));
 
+        let timeout = self.startup_timeout;
+        let (announced, stdout_closed) = {
+            let state = output.wait(timeout, |s| s.announced.is_some() || s.stdout_closed);
+            (state.announced.clone(), state.stdout_closed)
+        };
         let mut process = ServiceProcess {
             name: self.name,
             child,
@@ -158,23 +152,17 @@ impl ServiceCommand {
             watchdog,
             status: None,
         };
-        match address_rx.recv_timeout(self.startup_timeout) {
-            Ok(Ok((addr, announced))) => {
+        match announced {
+            Some(Ok((addr, announced))) => {
                 process.addr = addr;
                 process.announced = announced;
                 process
             }
-            Ok(Err(line)) => process.fail(&format!("printed an unreadable address line {line:?}")),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                process.fail("closed stdout without printing its address")
+            Some(Err(line)) => {
+                process.fail(&format!("printed an unreadable address line {line:?}"))
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let waited = format!(
-                    "did not print its address within {:?}",
-                    self.startup_timeout
-                );
-                process.fail(&waited)
-            }
+            None if stdout_closed => process.fail("closed stdout without printing its address"),
+            None => process.fail(&format!("did not print its address within {timeout:?}")),
         }
     }
 }
@@ -194,7 +182,6 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -219,7 +206,6 @@ impl ServiceProcess {
             })
     }
 
-    /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -278,7 +264,6 @@ impl ServiceProcess {
         }
     }
 
-    /// Its exit status, if it has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_some() {
             return self.status;
@@ -303,22 +288,25 @@ impl ServiceProcess {
         self.status = Some(status);
         // The pipes reach end-of-file right after the exit; give the readers a moment to
         // append the last lines (a grandchild holding a pipe must not hang the test).
-        self.output.wait_closed(Duration::from_secs(2));
+        drop(self.output.wait(Duration::from_secs(2), |_| false));
+        self.dismiss_watchdog();
+        status
+    }
+
+    fn dismiss_watchdog(&mut self) {
         if let Some(mut watchdog) = self.watchdog.take() {
             let _ = watchdog.kill();
             let _ = watchdog.wait();
         }
-        status
     }
 
     fn fail(mut self, what: &str) -> ! {
         let status = self
             .wait_timeout(Duration::from_millis(200))
-            .or_else(|| Some(self.kill()));
-        let status = status.map_or_else(String::new, |s| format!(" ({s})"));
+            .unwrap_or_else(|| self.kill());
         let logs = self.logs();
         panic!(
-            "groups-testkit: {} {what}{status}; last output:\n{}",
+            "groups-testkit: {} {what} ({status}); last output:\n{}",
             self.name,
             tail(&logs, FAILURE_TAIL)
         );
@@ -342,10 +330,7 @@ impl Drop for ServiceProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-        }
+        self.dismiss_watchdog();
     }
 }
 

@@ -2,8 +2,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
 
 use diesel::PgConnection;
+use diesel::connection::SimpleConnection;
+use groups_store::StoreResult;
 
 use crate::db_server::DbServer;
 
@@ -15,6 +18,8 @@ use crate::db_server::DbServer;
 pub struct TestDb {
     name: String,
     url: String,
+    /// One connection reused by [`TestDb::with_conn`], for fixtures' many small statements.
+    kept: Mutex<Option<PgConnection>>,
 }
 
 impl TestDb {
@@ -23,7 +28,8 @@ impl TestDb {
         let (name, url) = DbServer::get()
             .create_database()
             .unwrap_or_else(|e| panic!("groups-testkit: {e:#}"));
-        Self { name, url }
+        let kept = Mutex::default();
+        Self { name, url, kept }
     }
 
     /// The database's URL (for `--database-url`).
@@ -31,12 +37,10 @@ impl TestDb {
         &self.url
     }
 
-    /// The database's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// A new connection to the database.
     pub fn conn(&self) -> PgConnection {
         groups_store::connect(&self.url)
             .unwrap_or_else(|e| panic!("groups-testkit: database {}: {e}", self.name))
@@ -52,6 +56,23 @@ impl TestDb {
     /// The database's URL with the server reached at `address` instead (a proxy's).
     pub fn url_via(&self, address: SocketAddr) -> String {
         DbServer::get().url_via(&self.name, address)
+    }
+
+    /// Runs `work` on the kept connection, reconnecting first if it died (a test may have
+    /// terminated backends); panics with `what` on failure.
+    pub(crate) fn with_conn<T>(
+        &self,
+        what: &str,
+        work: impl FnOnce(&mut PgConnection) -> StoreResult<T>,
+    ) -> T {
+        let result = {
+            let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            let alive = kept
+                .take()
+                .and_then(|mut conn| conn.batch_execute("SELECT 1").is_ok().then_some(conn));
+            work(kept.insert(alive.unwrap_or_else(|| self.conn())))
+        };
+        result.unwrap_or_else(|e| panic!("groups-testkit: {what}: {e}"))
     }
 }
 
@@ -72,6 +93,8 @@ impl fmt::Debug for TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // Our kept connection closes before its database goes.
+        *self.kept.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
         // Never panic here: a panic while a failed test unwinds would abort the whole run.
         if let Err(e) = DbServer::get().drop_database(&self.name) {
             eprintln!("groups-testkit: {e:#}");

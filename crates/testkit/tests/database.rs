@@ -2,6 +2,7 @@
 //! migrated template, the `World` fixture, and the fault proxy in front of PostgreSQL.
 
 use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Bytea, Text};
 use groups_core::{KeyKind, PresentedKey, Role};
@@ -19,41 +20,24 @@ const TABLES: [&str; 8] = [
     "membership_events",
 ];
 
-#[derive(QueryableByName)]
-struct Flag {
-    #[diesel(sql_type = Bool)]
-    value: bool,
+fn flag(conn: &mut PgConnection, query: &str) -> bool {
+    sql::<Bool>(query).get_result(conn).unwrap()
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+fn count(conn: &mut PgConnection, query: &str) -> i64 {
+    sql::<BigInt>(query).get_result(conn).unwrap()
 }
 
-#[derive(QueryableByName)]
-struct Setting {
-    #[diesel(sql_type = Text)]
-    value: String,
-}
-
-fn flag(conn: &mut PgConnection, sql: &str) -> bool {
-    diesel::sql_query(sql)
-        .get_result::<Flag>(conn)
-        .unwrap()
-        .value
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
+fn setting(conn: &mut PgConnection, name: &str) -> String {
+    let query = format!("SELECT current_setting('{name}')");
+    sql::<Text>(&query).get_result(conn).unwrap()
 }
 
 fn database_exists(conn: &mut PgConnection, name: &str) -> bool {
-    diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS value")
-        .bind::<Text, _>(name)
-        .get_result::<Flag>(conn)
-        .unwrap()
-        .value
+    flag(
+        conn,
+        &format!("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"),
+    )
 }
 
 #[test]
@@ -64,7 +48,7 @@ fn a_test_database_has_the_migrated_schema() {
         assert!(
             flag(
                 &mut conn,
-                &format!("SELECT to_regclass('{table}') IS NOT NULL AS value")
+                &format!("SELECT to_regclass('{table}') IS NOT NULL")
             ),
             "{table}"
         );
@@ -74,7 +58,7 @@ fn a_test_database_has_the_migrated_schema() {
         Vec::<String>::new(),
         "already up to date"
     );
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM memberships"), 0);
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM memberships"), 0);
 }
 
 #[test]
@@ -83,14 +67,8 @@ fn test_databases_are_independent() {
     assert_ne!(one.name(), two.name());
     assert_ne!(one.url(), two.url());
     groups_store::provision::create_admin(&mut one.conn(), "only@one.test").unwrap();
-    assert_eq!(
-        count(&mut one.conn(), "SELECT count(*) AS n FROM admins"),
-        1
-    );
-    assert_eq!(
-        count(&mut two.conn(), "SELECT count(*) AS n FROM admins"),
-        0
-    );
+    assert_eq!(count(&mut one.conn(), "SELECT count(*) FROM admins"), 1);
+    assert_eq!(count(&mut two.conn(), "SELECT count(*) FROM admins"), 0);
 }
 
 #[test]
@@ -116,7 +94,7 @@ fn many_threads_get_databases_at_once() {
                 scope.spawn(|| {
                     let db = TestDb::new();
                     let mut conn = db.conn();
-                    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM groups"), 0);
+                    assert_eq!(count(&mut conn, "SELECT count(*) FROM groups"), 0);
                     db.name().to_owned()
                 })
             })
@@ -141,16 +119,10 @@ fn a_private_server_is_tuned_for_tests() {
         ("synchronous_commit", "off"),
         ("full_page_writes", "off"),
     ] {
-        let setting: Setting =
-            diesel::sql_query(format!("SELECT current_setting('{name}') AS value"))
-                .get_result(&mut conn)
-                .unwrap();
-        assert_eq!(setting.value, expected, "{name}");
+        assert_eq!(setting(&mut conn, name), expected, "{name}");
     }
-    let max: Setting = diesel::sql_query("SELECT current_setting('max_connections') AS value")
-        .get_result(&mut conn)
-        .unwrap();
-    assert!(max.value.parse::<u32>().unwrap() >= 100);
+    let max = setting(&mut conn, "max_connections");
+    assert!(max.parse::<u32>().unwrap() >= 100);
     assert_eq!(db.server_addr().ip().to_string(), "127.0.0.1");
 }
 
@@ -279,16 +251,9 @@ fn keys_are_stored_only_as_digests() {
     let mut conn = world.conn();
 
     let digest_of = |table: &str, id: i64| -> Vec<u8> {
-        #[derive(QueryableByName)]
-        struct Digest {
-            #[diesel(sql_type = Bytea)]
-            key_digest: Vec<u8>,
-        }
-        diesel::sql_query(format!("SELECT key_digest FROM {table} WHERE id = $1"))
-            .bind::<BigInt, _>(id)
-            .get_result::<Digest>(&mut world.conn())
+        sql::<Bytea>(&format!("SELECT key_digest FROM {table} WHERE id = {id}"))
+            .get_result(&mut world.conn())
             .unwrap()
-            .key_digest
     };
     for (table, id, key) in [
         ("admins", world.demo.owner.id, &world.demo.owner.key),
@@ -302,13 +267,13 @@ fn keys_are_stored_only_as_digests() {
             "{table} {id}"
         );
         for any_table in TABLES {
-            let found = diesel::sql_query(format!(
-                "SELECT count(*) AS n FROM {any_table} AS t WHERE t::text LIKE '%' || $1 || '%'"
+            let found: i64 = sql::<BigInt>(&format!(
+                "SELECT count(*) FROM {any_table} AS t WHERE t::text LIKE '%' || "
             ))
             .bind::<Text, _>(key.as_str())
-            .get_result::<Count>(&mut conn)
-            .unwrap()
-            .n;
+            .sql(" || '%'")
+            .get_result(&mut conn)
+            .unwrap();
             assert_eq!(found, 0, "a key in clear in {any_table}");
         }
     }
@@ -321,7 +286,7 @@ fn the_world_reconnects_after_its_connection_is_terminated() {
     let mut admin = world.conn();
     let terminated = count(
         &mut admin,
-        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     );
     assert!(terminated >= 1);
@@ -336,7 +301,7 @@ fn a_fault_proxy_in_front_of_postgres_cuts_and_restores_it() {
     assert!(via_proxy.contains(&proxy.addr().port().to_string()));
 
     let mut conn = groups_store::connect(&via_proxy).unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM users"), 0);
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM users"), 0);
     assert_eq!(proxy.connection_count(), 1);
 
     proxy.cut();
@@ -351,7 +316,7 @@ fn a_fault_proxy_in_front_of_postgres_cuts_and_restores_it() {
 
     proxy.restore();
     let mut conn = groups_store::connect(&via_proxy).unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM users"), 0);
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM users"), 0);
 }
 
 #[test]
@@ -369,12 +334,9 @@ fn the_service_s_pooled_connections_are_pinned_to_their_session_settings() {
     let pool = groups_store::Pool::new(db.url(), &groups_store::PoolConfig::default());
     let mut conn = pool.checkout(std::time::Duration::from_secs(5)).unwrap();
     let show = |conn: &mut groups_store::Checkout, name: &str| {
-        conn.run(|c| {
-            diesel::sql_query(format!("SELECT current_setting('{name}') AS value"))
-                .get_result::<Setting>(c)
-        })
-        .unwrap()
-        .value
+        let query = format!("SELECT current_setting('{name}')");
+        conn.run(|c| sql::<Text>(&query).get_result::<String>(c))
+            .unwrap()
     };
     // ...the service's statements run in READ COMMITTED with generic plans (planning the
     // removal for each call would cost more than running it), bounded by a statement timeout.

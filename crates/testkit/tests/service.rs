@@ -7,9 +7,7 @@ use std::panic;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use groups_testkit::{
-    ServiceCommand, ServiceProcess, World, gateway_binary, groupsctl, spawn_stack,
-};
+use groups_testkit::{ServiceCommand, World, gateway_binary, groupsctl, spawn_stack};
 
 /// A stand-in service: logs on stderr, prints its address, says goodbye on SIGTERM.
 const WELL_BEHAVED: &str = r#"trap 'echo "shutting down" >&2; exit 0' TERM
@@ -31,13 +29,15 @@ fn is_alive(pid: u32) -> bool {
         .success()
 }
 
-fn panic_message(result: Result<ServiceProcess, Box<dyn std::any::Any + Send>>) -> String {
-    let payload = result.expect_err("spawn should have panicked");
-    payload
-        .downcast_ref::<String>()
-        .cloned()
+/// Spawns `command`, which must fail to start; asserts the panic message mentions `expected`.
+fn assert_spawn_fails(command: ServiceCommand, expected: &[&str]) {
+    let payload = panic::catch_unwind(|| command.spawn()).expect_err("spawn should have panicked");
+    let message = (payload.downcast_ref::<String>().cloned())
         .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    for part in expected {
+        assert!(message.contains(part), "{part}: {message}");
+    }
 }
 
 #[test]
@@ -89,43 +89,35 @@ fn kill_reports_a_signal_death() {
 
 #[test]
 fn a_service_that_exits_before_listening_fails_with_its_output() {
-    let result = panic::catch_unwind(|| {
-        sh("echo 'error: cannot connect to the database' >&2; exit 2").spawn()
-    });
-    let message = panic_message(result);
-    assert!(
-        message.contains("closed stdout without printing its address"),
-        "{message}"
+    assert_spawn_fails(
+        sh("echo 'error: cannot connect to the database' >&2; exit 2"),
+        &[
+            "closed stdout without printing its address",
+            "cannot connect to the database",
+            "exit status: 2",
+        ],
     );
-    assert!(
-        message.contains("cannot connect to the database"),
-        "{message}"
-    );
-    assert!(message.contains("exit status: 2"), "{message}");
 }
 
 #[test]
 fn a_silent_service_times_out_and_is_killed() {
-    let result = panic::catch_unwind(|| {
+    assert_spawn_fails(
         sh("echo 'stuck in migrations' >&2; exec sleep 30")
-            .startup_timeout(Duration::from_millis(300))
-            .spawn()
-    });
-    let message = panic_message(result);
-    assert!(
-        message.contains("did not print its address within 300ms"),
-        "{message}"
+            .startup_timeout(Duration::from_millis(300)),
+        &[
+            "did not print its address within 300ms",
+            "stuck in migrations",
+            "signal: 9", // killed
+        ],
     );
-    assert!(message.contains("stuck in migrations"), "{message}");
-    assert!(message.contains("signal: 9"), "killed: {message}");
 }
 
 #[test]
 fn a_bad_address_line_is_reported() {
-    let result =
-        panic::catch_unwind(|| sh(r#"echo '{"listening":"somewhere"}'; exec sleep 5"#).spawn());
-    let message = panic_message(result);
-    assert!(message.contains("unreadable address line"), "{message}");
+    assert_spawn_fails(
+        sh(r#"echo '{"listening":"somewhere"}'; exec sleep 5"#),
+        &["unreadable address line"],
+    );
 }
 
 #[test]
@@ -169,7 +161,7 @@ fn the_real_stack_removes_a_member() {
         stack.server.logs()
     );
     assert!(!world.is_member(demo.group, demo.user));
-    assert_eq!(world.count_users(), 1);
+    assert_eq!(world.counts().users, 1);
     let again = http_status(&stack.url(), "DELETE", &path, &demo.owner.key);
     assert!(again.contains("404"), "{again}");
 }
@@ -188,7 +180,7 @@ fn the_real_groupsctl_provisions_into_a_test_database() {
     let world = World::new();
     let made = groupsctl(world.url(), &["user", "create", "demo", "carol"]).json();
     assert_eq!(made["username"], "carol");
-    assert_eq!(world.count_users(), 2);
+    assert_eq!(world.counts().users, 2);
     let refused = groupsctl(world.url(), &["user", "create", "nowhere", "carol"]);
     assert!(!refused.success());
     assert!(!refused.stderr.is_empty());

@@ -34,7 +34,7 @@ fn audit_prints_an_instance_s_newest_events_by_filter_and_limit() {
             })
             .collect()
     };
-    let all = ok(&db, &["audit", "demo"]);
+    let all = ok(&db, "audit demo");
     assert_eq!(fields(&all), ["events"]);
     assert_eq!(request_ids(&all), ["r-3", "r-2", "r-1"]);
     let newest = &all["events"][0];
@@ -50,21 +50,12 @@ fn audit_prints_an_instance_s_newest_events_by_filter_and_limit() {
     assert_eq!(newest["actor"]["role"], "write");
     assert_eq!(newest["at"], "2026-11-30T12:00:03.123456Z");
     assert!(newest["id"].as_i64() > all["events"][1]["id"].as_i64());
-    assert_eq!(
-        request_ids(&ok(&db, &["audit", "DEMO", "--user", "7"])),
-        ["r-2", "r-1"]
-    );
-    assert_eq!(
-        request_ids(&ok(&db, &["audit", "demo", "--group", "1"])),
-        ["r-1"]
-    );
-    assert_eq!(
-        request_ids(&ok(&db, &["audit", "demo", "--limit", "1"])),
-        ["r-3"]
-    );
-    assert_eq!(request_ids(&ok(&db, &["audit", "other"])), ["r-x"]);
-    fails(&db, &["audit", "nosuch"], 1);
-    fails(&db, &["audit", "demo", "--limit", "0"], 1);
-    fails(&db, &["audit", "demo", "--group", "0"], 1);
-    fails(&db, &["audit", "demo", "--limit", "x"], 2);
+    assert_eq!(request_ids(&ok(&db, "audit DEMO --user 7")), ["r-2", "r-1"]);
+    assert_eq!(request_ids(&ok(&db, "audit demo --group 1")), ["r-1"]);
+    assert_eq!(request_ids(&ok(&db, "audit demo --limit 1")), ["r-3"]);
+    assert_eq!(request_ids(&ok(&db, "audit other")), ["r-x"]);
+    fails(&db, "audit nosuch", 1);
+    fails(&db, "audit demo --limit 0", 1);
+    fails(&db, "audit demo --group 0", 1);
+    fails(&db, "audit demo --limit x", 2);
 }

@@ -4,12 +4,13 @@ use super::*;
 
 // ---- end to end ----------------------------------------------------------------------------
 
+/// Removes `user` from `group` of "demo" with `key`; `Err` says the code and the reason.
 async fn remove(
     client: &GroupMembersClient<tonic::transport::Channel>,
     group: i64,
     user: i64,
     key: &str,
-) -> Result<(), tonic::Status> {
+) -> Result<(), (Code, String)> {
     let mut request = tonic::Request::new(RemoveGroupMemberRequest {
         instance_name: "demo".to_owned(),
         group_id: group,
@@ -20,38 +21,31 @@ async fn remove(
     request
         .metadata_mut()
         .insert("x-api-key", key.parse().expect("metadata"));
-    client.clone().remove_group_member(request).await.map(drop)
-}
-
-fn reason(status: &tonic::Status) -> (Code, String) {
-    let reason = status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .unwrap_or_default();
-    (status.code(), reason)
+    let answer = client.clone().remove_group_member(request).await;
+    answer.map(drop).map_err(|status| {
+        let info = status.get_details_error_info();
+        (
+            status.code(),
+            info.map(|info| info.reason).unwrap_or_default(),
+        )
+    })
 }
 
 #[tokio::test]
 async fn provisioned_keys_work_against_the_real_server() {
     let db = TestDb::new();
     let owner_key = demo_instance(&db);
-    let group = id(&ok(&db, &["group", "create", "demo", "admins"]), "id");
+    let group = id(&ok(&db, "group create demo admins"), "id");
     let users: Vec<i64> = ["alice", "bob", "carol"]
         .iter()
         .map(|name| {
-            let user = id(&ok(&db, &["user", "create", "demo", name]), "id");
-            add_member(&db, group, user);
+            let user = id(&ok(&db, &format!("user create demo {name}")), "id");
+            ok(&db, &format!("member add demo {group} {user}"));
             user
         })
         .collect();
-    let helper_key = ok(&db, &["admin", "create", "helper@demo.test"])["key"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
-    let api_key = ok(&db, &["apikey", "create", "demo", "--ignore-acl"])["key"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
+    let helper_key = key_of(&ok(&db, "admin create helper@demo.test"));
+    let api_key = key_of(&ok(&db, "apikey create demo --ignore-acl"));
 
     let server = spawn_server(db.url(), &[]);
     let channel = tonic::transport::Channel::from_shared(server.url())
@@ -60,66 +54,32 @@ async fn provisioned_keys_work_against_the_real_server() {
         .await
         .expect("connect");
     let client = GroupMembersClient::new(channel);
-    let is_member = |user: i64| {
-        count(
-            &mut db.conn(),
-            &format!(
-                "SELECT count(*) AS n FROM memberships WHERE group_id = {group} AND user_id = {user}"
-            ),
-        ) == 1
-    };
+    let denied = || Err((Code::PermissionDenied, "PERMISSION_DENIED".to_owned()));
+    let invalid = || Err((Code::Unauthenticated, "API_KEY_INVALID".to_owned()));
 
     // The owner's account key from `admin create` removes.
-    remove(&client, group, users[0], &owner_key)
-        .await
-        .expect("the owner removes");
-    assert!(!is_member(users[0]));
+    assert_eq!(remove(&client, group, users[0], &owner_key).await, Ok(()));
+    assert!(!is_member(&db, group, users[0]));
 
     // An API key from `apikey create` may not; an admin without a role may not either.
-    let denied = remove(&client, group, users[1], &api_key)
-        .await
-        .expect_err("API keys may not remove");
-    assert_eq!(
-        reason(&denied),
-        (Code::PermissionDenied, "PERMISSION_DENIED".to_owned())
-    );
-    let denied = remove(&client, group, users[1], &helper_key)
-        .await
-        .expect_err("no role yet");
-    assert_eq!(
-        reason(&denied),
-        (Code::PermissionDenied, "PERMISSION_DENIED".to_owned())
-    );
+    for key in [&api_key, &helper_key] {
+        assert_eq!(remove(&client, group, users[1], key).await, denied());
+    }
 
     // `admin grant ... write` lets the helper remove; `admin deactivate` stops the key.
-    ok(
-        &db,
-        &["admin", "grant", "helper@demo.test", "demo", "write"],
-    );
-    remove(&client, group, users[1], &helper_key)
-        .await
-        .expect("a write admin removes");
-    assert!(!is_member(users[1]));
-    ok(&db, &["admin", "deactivate", "helper@demo.test"]);
-    let invalid = remove(&client, group, users[2], &helper_key)
-        .await
-        .expect_err("a deactivated admin's key");
-    assert_eq!(
-        reason(&invalid),
-        (Code::Unauthenticated, "API_KEY_INVALID".to_owned())
-    );
+    ok(&db, "admin grant helper@demo.test demo write");
+    assert_eq!(remove(&client, group, users[1], &helper_key).await, Ok(()));
+    assert!(!is_member(&db, group, users[1]));
+    ok(&db, "admin deactivate helper@demo.test");
+    let helper_removes = remove(&client, group, users[2], &helper_key).await;
+    assert_eq!(helper_removes, invalid(), "a deactivated admin's key");
 
     // `apikey revoke` makes the API key unknown.
-    let api_key_id = count(&mut db.conn(), "SELECT max(id) AS n FROM api_keys").to_string();
-    ok(&db, &["apikey", "revoke", "demo", &api_key_id]);
-    let invalid = remove(&client, group, users[2], &api_key)
-        .await
-        .expect_err("a revoked key");
-    assert_eq!(
-        reason(&invalid),
-        (Code::Unauthenticated, "API_KEY_INVALID".to_owned())
-    );
-    assert!(is_member(users[2]));
+    let api_key_id = count(&mut db.conn(), "SELECT max(id) FROM api_keys");
+    ok(&db, &format!("apikey revoke demo {api_key_id}"));
+    let api_key_removes = remove(&client, group, users[2], &api_key).await;
+    assert_eq!(api_key_removes, invalid(), "a revoked key");
+    assert!(is_member(&db, group, users[2]));
 }
 
 #[test]

@@ -10,129 +10,51 @@ fn errors_go_to_stderr_with_exit_1_and_change_nothing() {
     let db = TestDb::new();
     demo_instance(&db);
     owned_instance(&db, "other");
-    let demo_user = id(&ok(&db, &["user", "create", "demo", "alice"]), "id").to_string();
-    let demo_group = id(&ok(&db, &["group", "create", "demo", "admins"]), "id").to_string();
-    let other_user = id(&ok(&db, &["user", "create", "other", "bob"]), "id").to_string();
-    let other_group = id(&ok(&db, &["group", "create", "other", "staff"]), "id").to_string();
-    ok(&db, &["member", "add", "demo", &demo_group, &demo_user]);
+    let demo_user = id(&ok(&db, "user create demo alice"), "id");
+    let demo_group = id(&ok(&db, "group create demo admins"), "id");
+    let other_user = id(&ok(&db, "user create other bob"), "id");
+    let other_group = id(&ok(&db, "group create other staff"), "id");
+    ok(&db, &format!("member add demo {demo_group} {demo_user}"));
     let too_long = "a".repeat(65);
 
-    let cases: Vec<(&str, Vec<&str>)> = vec![
-        (
-            "duplicate admin",
-            vec!["admin", "create", "owner@demo.test"],
-        ),
-        (
-            "duplicate admin, other case",
-            vec!["admin", "create", "OWNER@DEMO.TEST"],
-        ),
-        ("not an e-mail", vec!["admin", "create", "not-an-email"]),
-        (
-            "grant to an unknown admin",
-            vec!["admin", "grant", "nobody@demo.test", "demo", "write"],
-        ),
-        (
-            "grant on an unknown instance",
-            vec!["admin", "grant", "owner@other.test", "nope", "write"],
-        ),
-        (
-            "grant the owner a role on their instance",
-            vec!["admin", "grant", "owner@demo.test", "demo", "read"],
-        ),
-        (
-            "deactivate an unknown admin",
-            vec!["admin", "deactivate", "nobody@demo.test"],
-        ),
-        (
-            "instance of an unknown owner",
-            vec!["instance", "create", "fresh", "--owner", "nobody@x.test"],
-        ),
-        (
-            "duplicate instance, other case",
-            vec!["instance", "create", "DEMO", "--owner", "owner@demo.test"],
-        ),
-        (
-            "invalid instance name",
-            vec![
-                "instance",
-                "create",
-                "no such!",
-                "--owner",
-                "owner@demo.test",
-            ],
-        ),
-        (
-            "instance name with a dot",
-            vec![
-                "instance",
-                "create",
-                "bad.name",
-                "--owner",
-                "owner@demo.test",
-            ],
-        ),
-        (
-            "instance name too long",
-            vec![
-                "instance",
-                "create",
-                &too_long,
-                "--owner",
-                "owner@demo.test",
-            ],
-        ),
-        (
-            "API key of an unknown instance",
-            vec!["apikey", "create", "nope"],
-        ),
-        (
-            "revoke an unknown API key",
-            vec!["apikey", "revoke", "demo", "999999"],
-        ),
-        (
-            "user of an unknown instance",
-            vec!["user", "create", "nope", "carol"],
-        ),
-        (
-            "duplicate username",
-            vec!["user", "create", "demo", "alice"],
-        ),
-        (
-            "group of an unknown instance",
-            vec!["group", "create", "nope", "g"],
-        ),
-        ("label too long", vec!["group", "create", "demo", &too_long]),
-        (
-            "delete an unknown group",
-            vec!["group", "delete", "demo", "999999"],
-        ),
-        (
-            "delete another instance's group",
-            vec!["group", "delete", "demo", &other_group],
-        ),
-        (
-            "member add of another instance's user",
-            vec!["member", "add", "demo", &demo_group, &other_user],
-        ),
-        (
-            "member add to another instance's group",
-            vec!["member", "add", "demo", &other_group, &demo_user],
-        ),
-        (
-            "duplicate membership",
-            vec!["member", "add", "demo", &demo_group, &demo_user],
-        ),
-        (
-            "member add with user id 0",
-            vec!["member", "add", "demo", &demo_group, "0"],
-        ),
-        (
-            "seed an unknown instance",
-            vec!["seed", "nope", "--groups", "1", "--users", "1"],
-        ),
+    #[rustfmt::skip]
+    let cases: Vec<(&str, String)> = vec![
+        ("duplicate admin", "admin create owner@demo.test".into()),
+        ("duplicate admin, other case", "admin create OWNER@DEMO.TEST".into()),
+        ("not an e-mail", "admin create not-an-email".into()),
+        ("grant to an unknown admin", "admin grant nobody@demo.test demo write".into()),
+        ("grant on an unknown instance", "admin grant owner@other.test nope write".into()),
+        ("grant the owner a role on their instance", "admin grant owner@demo.test demo read".into()),
+        ("deactivate an unknown admin", "admin deactivate nobody@demo.test".into()),
+        ("instance of an unknown owner", "instance create fresh --owner nobody@x.test".into()),
+        ("duplicate instance, other case", "instance create DEMO --owner owner@demo.test".into()),
+        ("instance name with a dot", "instance create bad.name --owner owner@demo.test".into()),
+        ("instance name too long", format!("instance create {too_long} --owner owner@demo.test")),
+        ("API key of an unknown instance", "apikey create nope".into()),
+        ("revoke an unknown API key", "apikey revoke demo 999999".into()),
+        ("user of an unknown instance", "user create nope carol".into()),
+        ("duplicate username", "user create demo alice".into()),
+        ("group of an unknown instance", "group create nope g".into()),
+        ("label too long", format!("group create demo {too_long}")),
+        ("delete an unknown group", "group delete demo 999999".into()),
+        ("delete another instance's group", format!("group delete demo {other_group}")),
+        ("member add of another instance's user", format!("member add demo {demo_group} {other_user}")),
+        ("member add to another instance's group", format!("member add demo {other_group} {demo_user}")),
+        ("duplicate membership", format!("member add demo {demo_group} {demo_user}")),
+        ("member add with user id 0", format!("member add demo {demo_group} 0")),
+        ("seed an unknown instance", "seed nope --groups 1 --users 1".into()),
     ];
-    for (case, args) in &cases {
-        let out = fails(&db, args, 1);
+    let invalid_name = [
+        "instance",
+        "create",
+        "no such!",
+        "--owner",
+        "owner@demo.test",
+    ];
+    let cases = (cases.iter().map(|(case, line)| (*case, words(line))))
+        .chain([("invalid instance name", invalid_name.to_vec())]);
+    for (case, args) in cases {
+        let out = fails_args(&db, &args, 1);
         assert!(
             !out.stderr.contains("panicked"),
             "{case}: an error, not a crash: {}",
@@ -145,18 +67,18 @@ fn errors_go_to_stderr_with_exit_1_and_change_nothing() {
 fn usage_errors_exit_2() {
     let db = TestDb::new();
     demo_instance(&db);
-    ok(&db, &["admin", "create", "helper@demo.test"]);
-    for args in [
-        vec!["admin", "grant", "helper@demo.test", "demo", "admin"],
-        vec!["admin", "grant", "helper@demo.test", "demo", "owner"],
-        vec!["admin", "grant", "helper@demo.test", "demo"],
-        vec!["admin", "create"],
-        vec!["group", "delete", "demo", "abc"],
-        vec!["member", "add", "demo", "1"],
-        vec!["seed", "demo", "--groups", "many", "--users", "1"],
-        vec!["no-such-command"],
+    ok(&db, "admin create helper@demo.test");
+    for line in [
+        "admin grant helper@demo.test demo admin",
+        "admin grant helper@demo.test demo owner",
+        "admin grant helper@demo.test demo",
+        "admin create",
+        "group delete demo abc",
+        "member add demo 1",
+        "seed demo --groups many --users 1",
+        "no-such-command",
     ] {
-        fails(&db, &args, 2);
+        fails(&db, line, 2);
     }
 }
 
@@ -183,13 +105,10 @@ fn without_a_database_url_it_says_so() {
 fn keys_are_stored_only_as_sha256_digests() {
     let db = TestDb::new();
     let admin_out = groupsctl(db.url(), &["admin", "create", "owner@demo.test"]);
-    let account_key = admin_out.json()["key"].as_str().expect("a key").to_owned();
-    ok(
-        &db,
-        &["instance", "create", "demo", "--owner", "owner@demo.test"],
-    );
+    let account_key = key_of(&admin_out.json());
+    ok(&db, "instance create demo --owner owner@demo.test");
     let api_out = groupsctl(db.url(), &["apikey", "create", "demo", "--ignore-acl"]);
-    let api_key = api_out.json()["key"].as_str().expect("a key").to_owned();
+    let api_key = key_of(&api_out.json());
     // Shown once, on stdout only.
     assert!(!admin_out.stderr.contains(&account_key));
     assert!(!api_out.stderr.contains(&api_key));
@@ -201,34 +120,23 @@ fn keys_are_stored_only_as_sha256_digests() {
             // its raw bytes, would show up here.
             let found = count(
                 &mut conn,
-                &format!(
-                    "SELECT count(*) AS n FROM \"{table}\" t WHERE lower(t::text) LIKE '%{key}%'"
-                ),
+                &format!("SELECT count(*) FROM \"{table}\" t WHERE lower(t::text) LIKE '%{key}%'"),
             );
             assert_eq!(found, 0, "a key is stored in {table}");
         }
     }
-    let digest_of = |key: &str| format!("sha256(convert_to('{key}', 'UTF8'))");
-    assert_eq!(
-        count(
-            &mut conn,
-            &format!(
-                "SELECT count(*) AS n FROM admins WHERE key_digest = {}",
-                digest_of(&account_key)
-            )
-        ),
-        1,
-        "the account key's SHA-256 digest is stored"
-    );
-    assert_eq!(
-        count(
-            &mut conn,
-            &format!(
-                "SELECT count(*) AS n FROM api_keys WHERE key_digest = {}",
-                digest_of(&api_key)
-            )
-        ),
-        1,
-        "the API key's SHA-256 digest is stored"
-    );
+    for (table, key, which) in [
+        ("admins", &account_key, "account key"),
+        ("api_keys", &api_key, "API key"),
+    ] {
+        let digest = format!("sha256(convert_to('{key}', 'UTF8'))");
+        assert_eq!(
+            count(
+                &mut conn,
+                &format!("SELECT count(*) FROM {table} WHERE key_digest = {digest}")
+            ),
+            1,
+            "the {which}'s SHA-256 digest is stored"
+        );
+    }
 }

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
+use diesel::expression::{SqlLiteral, TypedExpressionType};
 use diesel::prelude::*;
+use diesel::query_dsl::LoadQuery;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
 use groups_testkit::{CtlOutput, TestDb, groupsctl, groupsctl_command, spawn_server};
@@ -20,62 +23,37 @@ mod end_to_end;
 mod errors;
 mod provisioning;
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+/// The value `query` selects, of SQL type `ST`.
+fn one<ST, T>(conn: &mut PgConnection, query: &str) -> T
+where
+    SqlLiteral<ST>: LoadQuery<'static, PgConnection, T>,
+    ST: TypedExpressionType,
+{
+    sql::<ST>(query)
+        .get_result(conn)
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
 }
 
-#[derive(QueryableByName)]
-struct Name {
-    #[diesel(sql_type = Text)]
-    name: String,
+fn count(conn: &mut PgConnection, query: &str) -> i64 {
+    one::<BigInt, _>(conn, query)
 }
 
-#[derive(QueryableByName)]
-struct Flag {
-    #[diesel(sql_type = Nullable<Bool>)]
-    value: Option<bool>,
+fn flag(conn: &mut PgConnection, query: &str) -> Option<bool> {
+    one::<Nullable<Bool>, _>(conn, query)
 }
 
-#[derive(QueryableByName)]
-struct Word {
-    #[diesel(sql_type = Nullable<Text>)]
-    value: Option<String>,
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql)
-        .get_result::<Count>(conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .n
-}
-
-fn flag(conn: &mut PgConnection, sql: &str) -> Option<bool> {
-    diesel::sql_query(sql)
-        .get_result::<Flag>(conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .value
-}
-
-fn word(conn: &mut PgConnection, sql: &str) -> Option<String> {
-    diesel::sql_query(sql)
-        .get_result::<Word>(conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .value
+fn word(conn: &mut PgConnection, query: &str) -> Option<String> {
+    one::<Nullable<Text>, _>(conn, query)
 }
 
 /// Every table of the schema.
 fn tables(conn: &mut PgConnection) -> Vec<String> {
-    diesel::sql_query(
-        "SELECT table_name::text AS name FROM information_schema.tables \
+    sql::<Text>(
+        "SELECT table_name::text FROM information_schema.tables \
          WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
     )
-    .load::<Name>(conn)
+    .load(conn)
     .expect("the table list")
-    .into_iter()
-    .map(|t| t.name)
-    .collect()
 }
 
 /// Row counts of every table: what "nothing changed" compares.
@@ -84,15 +62,32 @@ fn all_counts(db: &TestDb) -> BTreeMap<String, i64> {
     tables(&mut conn)
         .into_iter()
         .map(|table| {
-            let n = count(&mut conn, &format!("SELECT count(*) AS n FROM \"{table}\""));
+            let n = count(&mut conn, &format!("SELECT count(*) FROM \"{table}\""));
             (table, n)
         })
         .collect()
 }
 
+/// The words of a command line without quoting: `"member add demo 1 2"`.
+fn words(line: &str) -> Vec<&str> {
+    line.split(' ').collect()
+}
+
+/// `groupsctl LINE` (see [`words`]); asserts what [`ok_args`] asserts.
+#[track_caller]
+fn ok(db: &TestDb, line: &str) -> Value {
+    ok_args(db, &words(line))
+}
+
+/// `groupsctl LINE` (see [`words`]); asserts what [`fails_args`] asserts.
+#[track_caller]
+fn fails(db: &TestDb, line: &str, code: i32) -> CtlOutput {
+    fails_args(db, &words(line), code)
+}
+
 /// Runs `groupsctl ARGS`; asserts exit 0, one JSON object on stdout and nothing on stderr.
 #[track_caller]
-fn ok(db: &TestDb, args: &[&str]) -> Value {
+fn ok_args(db: &TestDb, args: &[&str]) -> Value {
     let out = groupsctl(db.url(), args);
     assert!(
         out.success(),
@@ -113,7 +108,7 @@ fn ok(db: &TestDb, args: &[&str]) -> Value {
 /// Runs `groupsctl ARGS`; asserts it fails with `code`, says why on stderr, prints nothing on
 /// stdout, and leaves every table as it was.
 #[track_caller]
-fn fails(db: &TestDb, args: &[&str], code: i32) -> CtlOutput {
+fn fails_args(db: &TestDb, args: &[&str], code: i32) -> CtlOutput {
     let before = all_counts(db);
     let out = groupsctl(db.url(), args);
     assert_eq!(out.status.code(), Some(code), "groupsctl {args:?}: {out:?}");
@@ -159,20 +154,6 @@ fn assert_key(key: &str, even: bool) {
     assert_eq!(last.is_multiple_of(2), even, "parity of the last digit");
 }
 
-/// `member add demo GROUP USER`, which must succeed; returns its output.
-fn add_member(db: &TestDb, group: i64, user: i64) -> Value {
-    ok(
-        db,
-        &[
-            "member",
-            "add",
-            "demo",
-            &group.to_string(),
-            &user.to_string(),
-        ],
-    )
-}
-
 /// An admin "owner@demo.test" owning instance "demo"; returns the admin's key.
 fn demo_instance(db: &TestDb) -> String {
     owned_instance(db, "demo")
@@ -181,7 +162,19 @@ fn demo_instance(db: &TestDb) -> String {
 /// An admin "owner@`name`.test" owning instance `name`; returns the admin's key.
 fn owned_instance(db: &TestDb, name: &str) -> String {
     let owner = format!("owner@{name}.test");
-    let admin = ok(db, &["admin", "create", &owner]);
-    ok(db, &["instance", "create", name, "--owner", &owner]);
-    admin["key"].as_str().expect("a key").to_owned()
+    let key = key_of(&ok(db, &format!("admin create {owner}")));
+    ok(db, &format!("instance create {name} --owner {owner}"));
+    key
+}
+
+/// The `"key"` of `groupsctl`'s answer.
+fn key_of(answer: &Value) -> String {
+    answer["key"].as_str().expect("a key").to_owned()
+}
+
+/// Whether `user` is a member of `group`.
+fn is_member(db: &TestDb, group: i64, user: i64) -> bool {
+    let query =
+        format!("SELECT count(*) FROM memberships WHERE group_id = {group} AND user_id = {user}");
+    count(&mut db.conn(), &query) == 1
 }
