@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,14 +25,7 @@ impl Drop for Up {
 /// Starts `groupsctl up` and returns it with the JSON summary it prints once serving.
 fn start_up(data_dir: &Path) -> (Up, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_groupsctl"))
-        .args([
-            "up",
-            "--rest-listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
+        .args("up --rest-listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --data-dir".split(' '))
         .arg(data_dir)
         .env_remove("DATABASE_URL")
         .env("NO_COLOR", "1")
@@ -45,13 +39,7 @@ fn start_up(data_dir: &Path) -> (Up, Value) {
         .read_line(&mut line)
         .expect("summary line");
     if line.is_empty() {
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let err = std::io::read_to_string(child.stderr.take().expect("stderr")).unwrap();
         panic!("groupsctl up printed nothing; stderr:\n{err}");
     }
     let summary = serde_json::from_str(&line).expect("one JSON object");
@@ -98,7 +86,6 @@ fn interrupt(mut child: Child) -> std::process::ExitStatus {
 /// only its owner may enter; the printed URL reaches it through that socket.
 fn closed_to_others(data_dir: &Path, database_url: &str) {
     use diesel::RunQueryDsl;
-    use std::os::unix::fs::PermissionsExt;
     let dir = data_dir
         .join("postgres")
         .canonicalize()
@@ -142,11 +129,7 @@ fn up_serves_the_demo_stops_cleanly_and_keeps_its_data() {
     let base = std::env::temp_dir().join(format!("groupsctl-up-test-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
     // As root the data directory goes to the postgres user: let it through.
-    Command::new("chmod")
-        .arg("755")
-        .arg(&base)
-        .status()
-        .unwrap();
+    std::fs::set_permissions(&base, PermissionsExt::from_mode(0o755)).unwrap();
     let data_dir = base.join("data");
 
     let (mut first, summary) = start_up(&data_dir);
@@ -155,16 +138,14 @@ fn up_serves_the_demo_stops_cleanly_and_keeps_its_data() {
         .expect("key shown on the first run")
         .to_owned();
     assert_eq!(key.len(), 40);
+    let not_found = (404, r#"{"detail":"Not found"}"#.to_owned());
     let (rest, path) = rest_and_curl_path(&summary);
     assert_eq!(
         delete(&rest, &path, &key).0,
         204,
         "the printed curl removes a member"
     );
-    assert_eq!(
-        delete(&rest, &path, &key),
-        (404, r#"{"detail":"Not found"}"#.to_owned())
-    );
+    assert_eq!(delete(&rest, &path, &key), not_found);
     assert!(postmaster_running(&data_dir));
     closed_to_others(&data_dir, summary["database_url"].as_str().expect("a URL"));
     assert!(
@@ -178,7 +159,7 @@ fn up_serves_the_demo_stops_cleanly_and_keeps_its_data() {
     let (rest, next) = rest_and_curl_path(&summary);
     assert_eq!(
         delete(&rest, &path, &key),
-        (404, r#"{"detail":"Not found"}"#.to_owned()),
+        not_found,
         "the removal of the first run is still there"
     );
     assert_ne!(

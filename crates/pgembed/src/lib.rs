@@ -84,11 +84,8 @@ impl PgBinaries {
         for (parent, prefix) in patterns {
             for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(version) = name.strip_prefix(prefix) else {
-                    continue;
-                };
-                let version: Option<Vec<u32>> =
-                    version.split('.').map(|p| p.parse().ok()).collect();
+                let version: Option<Vec<u32>> = (name.strip_prefix(prefix))
+                    .and_then(|version| version.split('.').map(|p| p.parse().ok()).collect());
                 let dir = entry.path().join("bin");
                 if let Some(version) = version.filter(|_| has_all(&dir)) {
                     found.push((version, dir));
@@ -111,13 +108,8 @@ impl PgBinaries {
 pub enum RunAs {
     /// This process's user.
     Me,
-    /// The `postgres` OS user (this process is root).
-    Postgres {
-        /// Its uid.
-        uid: u32,
-        /// Its primary gid.
-        gid: u32,
-    },
+    /// The `postgres` OS user, by uid and primary gid (this process is root).
+    Postgres { uid: u32, gid: u32 },
 }
 
 impl RunAs {

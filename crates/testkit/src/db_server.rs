@@ -185,27 +185,21 @@ impl DbServer {
         let Ok(mut admin) = self.admin_conn() else {
             return;
         };
-        let pattern = format!("^({TEMPLATE_PREFIX}|{TEST_PREFIX})[0-9]+_[0-9a-f]+(_[0-9]+)?$");
-        let Ok(names) = sql::<Text>("SELECT datname::text FROM pg_database WHERE datname ~ ")
-            .bind::<Text, _>(pattern)
-            .load::<String>(&mut admin)
-        else {
+        // `<prefix><unix seconds>_<tag>[_<n>]`: the one group is the start time.
+        let started = format!(
+            "substring(datname from '^(?:{TEMPLATE_PREFIX}|{TEST_PREFIX})([0-9]+)_[0-9a-f]+(?:_[0-9]+)?$')"
+        );
+        let cutoff = unix_now().saturating_sub(STALE_AFTER).as_secs();
+        let query =
+            format!("SELECT datname::text FROM pg_database WHERE {started}::bigint < {cutoff}");
+        let Ok(names) = sql::<Text>(&query).load::<String>(&mut admin) else {
             return;
         };
-        let now = unix_now().as_secs();
         for datname in names {
-            let started = datname
-                .trim_start_matches(TEMPLATE_PREFIX)
-                .trim_start_matches(TEST_PREFIX)
-                .split('_')
-                .next()
-                .and_then(|secs| secs.parse::<u64>().ok());
-            if started.is_some_and(|secs| now.saturating_sub(secs) > STALE_AFTER.as_secs()) {
-                // Best effort: another run may be sweeping the same database right now.
-                let _ = admin.batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
-                ));
-            }
+            // Best effort: another run may be sweeping the same database right now.
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
+            ));
         }
     }
 }
