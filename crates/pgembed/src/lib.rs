@@ -337,9 +337,7 @@ impl Server {
         let log = self.log_file();
         let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let output = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
+            .pg_ctl()
             .arg("-l")
             .arg(&log)
             .args(["-w", "-t", "60", "-o", options, "start"])
@@ -352,9 +350,7 @@ impl Server {
     /// Stops the server and dismisses the watchdog.
     pub fn stop(mut self, mode: StopMode) -> Result<()> {
         let output = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
+            .pg_ctl()
             .args(["stop", "-w", "-m", mode.as_str()])
             .output();
         let stopped = check(output, "pg_ctl stop", String::new);
@@ -397,6 +393,13 @@ impl Server {
 
     fn command(&self, program: &str) -> Command {
         self.run_as.command(&self.bin.program(program), &self.dir)
+    }
+
+    /// `pg_ctl -D DATA`, as the server's user.
+    fn pg_ctl(&self) -> Command {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl.arg("-D").arg(self.data_dir());
+        pg_ctl
     }
 }
 

@@ -25,13 +25,13 @@ const SLEEP_SLICE: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
+    upstream: SocketAddr,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Shared {
-    upstream: SocketAddr,
     cut: AtomicBool,
     closing: AtomicBool,
     latency_nanos: AtomicU64,
@@ -50,24 +50,17 @@ impl FaultProxy {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("groups-testkit: proxy address: {e}"));
-        let shared = Arc::new(Shared {
-            upstream,
-            cut: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
-            latency_nanos: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-            connections: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::default());
         let acceptor = thread::Builder::new()
             .name(format!("fault-proxy-{}", addr.port()))
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || accept_loop(&listener, &shared)
+                move || accept_loop(&listener, upstream, &shared)
             })
             .unwrap_or_else(|e| panic!("groups-testkit: proxy thread: {e}"));
         Self {
             addr,
+            upstream,
             shared,
             acceptor: Some(acceptor),
         }
@@ -78,7 +71,7 @@ impl FaultProxy {
     }
 
     pub fn upstream(&self) -> SocketAddr {
-        self.shared.upstream
+        self.upstream
     }
 
     /// Closes every open connection, and closes new ones at once until `restore`.
@@ -155,7 +148,7 @@ impl Shared {
     }
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared>) {
     for client in listener.incoming() {
         if shared.closing.load(Ordering::SeqCst) {
             return;
@@ -170,12 +163,12 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         let shared = Arc::clone(shared);
         let _ = thread::Builder::new()
             .name("fault-proxy-conn".into())
-            .spawn(move || connect(client, &shared, generation));
+            .spawn(move || connect(client, upstream, &shared, generation));
     }
 }
 
-fn connect(client: TcpStream, shared: &Arc<Shared>, generation: u64) {
-    let Ok(upstream) = TcpStream::connect_timeout(&shared.upstream, CONNECT_TIMEOUT) else {
+fn connect(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>, generation: u64) {
+    let Ok(upstream) = TcpStream::connect_timeout(&upstream, CONNECT_TIMEOUT) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
     };

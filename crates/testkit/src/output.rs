@@ -7,8 +7,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-/// The address line: its address and whole JSON, or the line when its address is none.
-pub(crate) type Announced = Result<(SocketAddr, serde_json::Value), String>;
+/// The address line's JSON, or the line when its address is none.
+pub(crate) type Announced = Result<serde_json::Value, String>;
 
 /// Output captured from a child's stdout and stderr.
 #[derive(Debug, Default)]
@@ -104,19 +104,15 @@ pub(crate) fn spawn_reader(
     }
 }
 
-/// The address of a `{"listening":"ADDR"}` line, with the whole line's JSON; `Err(line)` when
-/// the address is not one.
+/// The JSON of a `{"listening":"ADDR"}` line; `Err(line)` when the address is not one.
 fn listening_address(line: &str) -> Option<Announced> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-    let address = value
-        .get("listening")?
-        .as_str()
-        .and_then(|a| a.parse().ok());
-    Some(
-        address
-            .map(|a| (a, value.clone()))
-            .ok_or_else(|| line.trim().to_owned()),
-    )
+    let address = value.get("listening")?.as_str();
+    if address.is_some_and(|a| a.parse::<SocketAddr>().is_ok()) {
+        Some(Ok(value))
+    } else {
+        Some(Err(line.trim().to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -126,13 +122,8 @@ mod tests {
     #[test]
     fn reads_the_listening_line() {
         let line = "{\"listening\":\"127.0.0.1:4321\"}\n";
-        assert_eq!(
-            listening_address(line),
-            Some(Ok((
-                "127.0.0.1:4321".parse().unwrap(),
-                serde_json::json!({ "listening": "127.0.0.1:4321" })
-            )))
-        );
+        let announced = serde_json::json!({ "listening": "127.0.0.1:4321" });
+        assert_eq!(listening_address(line), Some(Ok(announced)));
         assert_eq!(listening_address("2026-01-01 INFO starting\n"), None);
         assert_eq!(listening_address("{\"level\":\"info\"}"), None);
         assert!(matches!(

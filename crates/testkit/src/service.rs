@@ -146,15 +146,13 @@ impl ServiceCommand {
         let mut process = ServiceProcess {
             name: self.name,
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             announced: serde_json::Value::Null,
             output,
             watchdog,
             status: None,
         };
         match announced {
-            Some(Ok((addr, announced))) => {
-                process.addr = addr;
+            Some(Ok(announced)) => {
                 process.announced = announced;
                 process
             }
@@ -172,8 +170,7 @@ impl ServiceCommand {
 pub struct ServiceProcess {
     name: String,
     child: Child,
-    addr: SocketAddr,
-    /// The whole address line, for its other fields.
+    /// The whole address line: `"listening"` and other endpoints' addresses.
     announced: serde_json::Value,
     output: Arc<Captured>,
     watchdog: Option<Child>,
@@ -183,12 +180,12 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.announced_addr("listening")
     }
 
     /// `http://ADDR`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// Another address from the address line: `{"listening":"...","NAME":"ADDR"}` (the
@@ -318,7 +315,7 @@ impl fmt::Debug for ServiceProcess {
         f.debug_struct("ServiceProcess")
             .field("name", &self.name)
             .field("pid", &self.child.id())
-            .field("addr", &self.addr)
+            .field("announced", &self.announced)
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
