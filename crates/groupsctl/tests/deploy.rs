@@ -31,7 +31,9 @@ fn merged(service: &Yaml) -> HashMap<String, Yaml> {
     let base = hash.get(&Yaml::String("<<".into()));
     let base = base.map(|base| base.as_hash().expect("merge of a mapping"));
     // The service's own fields come last, so they override the merged ones.
-    (base.into_iter().flatten().chain(hash))
+    base.into_iter()
+        .flatten()
+        .chain(hash)
         .filter(|(k, _)| k.as_str() != Some("<<"))
         .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
         .collect()
@@ -46,22 +48,18 @@ fn strings(list: &Yaml) -> Vec<String> {
 }
 
 fn environment(service: &HashMap<String, Yaml>) -> HashMap<String, String> {
-    service
-        .get("environment")
-        .and_then(Yaml::as_hash)
-        .map(|env| {
-            env.iter()
-                .map(|(k, v)| {
-                    let value = match v {
-                        Yaml::String(s) => s.clone(),
-                        Yaml::Integer(i) => i.to_string(),
-                        other => panic!("environment value {other:?} is not a string"),
-                    };
-                    (k.as_str().unwrap().to_owned(), value)
-                })
-                .collect()
+    let env = service.get("environment").and_then(Yaml::as_hash);
+    env.into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let value = match v {
+                Yaml::String(s) => s.clone(),
+                Yaml::Integer(i) => i.to_string(),
+                other => panic!("environment value {other:?} is not a string"),
+            };
+            (k.as_str().unwrap().to_owned(), value)
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// `program args... --help`: the command words exist (clap refuses unknown ones).

@@ -84,7 +84,8 @@ impl PgBinaries {
         for (parent, prefix) in patterns {
             for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let version: Option<Vec<u32>> = (name.strip_prefix(prefix))
+                let version: Option<Vec<u32>> = name
+                    .strip_prefix(prefix)
                     .and_then(|version| version.split('.').map(|p| p.parse().ok()).collect());
                 let dir = entry.path().join("bin");
                 if let Some(version) = version.filter(|_| has_all(&dir)) {
@@ -296,7 +297,9 @@ impl Server {
 
     /// Starts the server: each `max_connections` in turn, each on a few free ports.
     fn run(&mut self, config: &Config) -> Result<()> {
-        let mut limits: Vec<String> = (config.max_connections.iter())
+        let mut limits: Vec<String> = config
+            .max_connections
+            .iter()
             .map(|n| format!(" -c max_connections={n}"))
             .collect();
         if limits.is_empty() {

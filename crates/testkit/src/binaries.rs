@@ -53,7 +53,8 @@ fn locate(name: &str, override_var: &str) -> PathBuf {
 fn find_or_build(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("no current executable: {e}"))?;
     let profile_dir = profile_dir(&exe);
-    let next_to_tests = (profile_dir.as_deref())
+    let next_to_tests = profile_dir
+        .as_deref()
         .map(|dir| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)));
     match next_to_tests {
         Some(path) if path.is_file() => Ok(path),

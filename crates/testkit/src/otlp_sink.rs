@@ -165,7 +165,9 @@ impl OtlpSink {
     /// Waits until the spans received satisfy `done`; false if they did not within `timeout`.
     pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[ExportedSpan]) -> bool) -> bool {
         let spans = self.received.lock();
-        let (spans, _) = (self.received.changed)
+        let (spans, _) = self
+            .received
+            .changed
             .wait_timeout_while(spans, timeout, |spans| !done(spans))
             .unwrap_or_else(PoisonError::into_inner);
         done(&spans)

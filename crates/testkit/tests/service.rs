@@ -32,7 +32,9 @@ fn is_alive(pid: u32) -> bool {
 /// Spawns `command`, which must fail to start; asserts the panic message mentions `expected`.
 fn assert_spawn_fails(command: ServiceCommand, expected: &[&str]) {
     let payload = panic::catch_unwind(|| command.spawn()).expect_err("spawn should have panicked");
-    let message = (payload.downcast_ref::<String>().cloned())
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
         .unwrap_or_default();
     for part in expected {

@@ -21,19 +21,6 @@ fn audit_prints_an_instance_s_newest_events_by_filter_and_limit() {
          WHERE i.name = e.instance ORDER BY e.g, e.instance",
     )
     .expect("events");
-    let request_ids = |value: &Value| -> Vec<String> {
-        value["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .map(|event| {
-                event["request_id"]
-                    .as_str()
-                    .expect("a request id")
-                    .to_owned()
-            })
-            .collect()
-    };
     let all = ok(&db, "audit demo");
     assert_eq!(fields(&all), ["events"]);
     assert_eq!(request_ids(&all), ["r-3", "r-2", "r-1"]);
@@ -58,4 +45,13 @@ fn audit_prints_an_instance_s_newest_events_by_filter_and_limit() {
     fails(&db, "audit demo --limit 0", 1);
     fails(&db, "audit demo --group 0", 1);
     fails(&db, "audit demo --limit x", 2);
+}
+
+/// The request ids of `audit`'s events, in the order printed.
+fn request_ids(answer: &Value) -> Vec<&str> {
+    let events = answer["events"].as_array().expect("events");
+    events
+        .iter()
+        .map(|event| event["request_id"].as_str().expect("a request id"))
+        .collect()
 }

@@ -51,7 +51,9 @@ fn errors_go_to_stderr_with_exit_1_and_change_nothing() {
         "--owner",
         "owner@demo.test",
     ];
-    let cases = (cases.iter().map(|(case, line)| (*case, words(line))))
+    let cases = cases
+        .iter()
+        .map(|(case, line)| (*case, words(line)))
         .chain([("invalid instance name", invalid_name.to_vec())]);
     for (case, args) in cases {
         let out = fails_args(&db, &args, 1);
