@@ -113,13 +113,19 @@ impl DbServer {
         Ok(())
     }
 
-    /// Creates a fresh database from the migrated template; returns its name and URL.
-    pub(crate) fn create_database(&self) -> anyhow::Result<(String, String)> {
+    /// Creates a fresh database from the migrated template (else an empty one, from
+    /// template0); returns its name and URL.
+    pub(crate) fn create_database(&self, migrated: bool) -> anyhow::Result<(String, String)> {
         let name = format!(
             "{TEST_PREFIX}{}_{}",
             self.run,
             self.next_db.fetch_add(1, Ordering::Relaxed)
         );
+        let template = if migrated {
+            &self.template
+        } else {
+            "template0"
+        };
         let mut admin = self.admin_conn()?;
         {
             let _one_clone_at_a_time = self
@@ -128,8 +134,7 @@ impl DbServer {
                 .unwrap_or_else(PoisonError::into_inner);
             admin
                 .batch_execute(&format!(
-                    "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
-                    self.template
+                    "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
                 ))
                 .with_context(|| format!("cannot create database {name}"))?;
         }

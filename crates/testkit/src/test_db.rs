@@ -25,8 +25,17 @@ pub struct TestDb {
 impl TestDb {
     /// Creates the database. Panics when there is no server to create it on, saying why.
     pub fn new() -> Self {
+        Self::create(true)
+    }
+
+    /// An empty database, without the schema: what `migrate` starts from.
+    pub fn empty() -> Self {
+        Self::create(false)
+    }
+
+    fn create(migrated: bool) -> Self {
         let (name, url) = DbServer::get()
-            .create_database()
+            .create_database(migrated)
             .unwrap_or_else(|e| panic!("groups-testkit: {e:#}"));
         let kept = Mutex::default();
         Self { name, url, kept }

@@ -11,51 +11,20 @@ fn migrate_on_a_migrated_database_applies_nothing() {
     assert_eq!(ok(&db, "migrate"), json!({ "applied": [] }));
 }
 
-/// An empty database of its own next to the test database, dropped when done.
-struct EmptyDatabase<'a> {
-    db: &'a TestDb,
-    name: String,
-    url: String,
-}
-
-impl<'a> EmptyDatabase<'a> {
-    fn create(db: &'a TestDb) -> Self {
-        let name = format!("{}_empty", db.name());
-        db.conn()
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("CREATE DATABASE");
-        let url = db
-            .url()
-            .replacen(&format!("/{}", db.name()), &format!("/{name}"), 1);
-        Self { db, name, url }
-    }
-}
-
-impl Drop for EmptyDatabase<'_> {
-    fn drop(&mut self) {
-        let _ = self.db.conn().batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        ));
-    }
-}
-
 #[test]
 fn migrate_creates_the_schema_of_an_empty_database_once() {
-    let db = TestDb::new();
-    let empty = EmptyDatabase::create(&db);
-    let first = groupsctl(&empty.url, &["migrate"]).json();
+    let (db, empty) = (TestDb::new(), TestDb::empty());
+    let first = groupsctl(empty.url(), &["migrate"]).json();
     assert_eq!(fields(&first), ["applied"]);
     let applied = first["applied"].as_array().expect("a list");
     assert!(!applied.is_empty(), "{first}");
     assert!(applied.iter().all(Value::is_string), "{first}");
     assert_eq!(
-        groupsctl(&empty.url, &["migrate"]).json(),
+        groupsctl(empty.url(), &["migrate"]).json(),
         json!({ "applied": [] })
     );
-    let mut conn = groups_store::connect(&empty.url).expect("connect");
     assert_eq!(
-        tables(&mut conn),
+        tables(&mut empty.conn()),
         tables(&mut db.conn()),
         "the same schema as a test database"
     );
