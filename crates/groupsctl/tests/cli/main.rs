@@ -85,7 +85,7 @@ fn fails(db: &TestDb, line: &str, code: i32) -> CtlOutput {
     fails_args(db, &words(line), code)
 }
 
-/// Runs `groupsctl ARGS`; asserts exit 0, one JSON object on stdout and nothing on stderr.
+/// Runs `groupsctl ARGS`; asserts exit 0 and one JSON object, on one line, on stdout.
 #[track_caller]
 fn ok_args(db: &TestDb, args: &[&str]) -> Value {
     let out = groupsctl(db.url(), args);
