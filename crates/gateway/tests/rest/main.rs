@@ -58,12 +58,8 @@ impl GroupMembers for FakeServer {
         &self,
         request: tonic::Request<RemoveGroupMemberRequest>,
     ) -> Result<tonic::Response<()>, Status> {
-        let text = |name: &str| {
-            request
-                .metadata()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
+        let metadata = request.metadata();
+        let text = |name: &str| metadata.get(name).map(|v| v.to_str().unwrap().to_owned());
         let seen = Seen {
             api_key: text("x-api-key"),
             grpc_timeout: text("grpc-timeout"),
@@ -165,13 +161,10 @@ impl Harness {
 
     async fn send_with(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap();
         Answer {
-            status,
-            headers,
-            body,
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap(),
         }
     }
 }

@@ -11,7 +11,7 @@ use groups_proto::{
     RemoveGroupMemberRequest, Timestamp,
 };
 use groups_testkit::spec::{
-    self, ExpectedGroup, ExpectedGrpc, ExpectedUser, GrpcRequest, Operation, Suite,
+    self, Edge, ExpectedGroup, ExpectedGrpc, ExpectedUser, GrpcRequest, Operation, Suite,
 };
 use groups_testkit::{ServiceProcess, spawn_server};
 use tokio::sync::OnceCell;
@@ -29,18 +29,11 @@ groups_testkit::spec_tests!(run);
 async fn run(operation: Operation) {
     let (_turn, suite) = spec::take_turn(&SUITE, |fixture| spawn_server(fixture.url(), &[])).await;
     let channel = channel(&suite.service).await;
-    let cases = spec::cases_answered(operation, |case| case.expect.grpc.is_some());
-    let mut failures = Vec::new();
-    for case in &cases {
-        let prepared = suite.fixture.prepare(case);
-        let expected = prepared.expected_grpc();
+    let send = async |prepared: &spec::Prepared<'_>| {
         let answer = call(&channel, operation, prepared.grpc()).await;
-        let verdict = judge(answer, &expected).and_then(|()| suite.fixture.verify(&prepared));
-        if let Err(why) = verdict {
-            failures.push(format!("{}: {why}", case.name));
-        }
-    }
-    spec::assert_no_failures(&failures, cases.len(), "gRPC", operation);
+        judge(answer, &prepared.expected_grpc())
+    };
+    suite.run(Edge::Grpc, operation, send).await;
 }
 
 /// What a call returned.
@@ -54,49 +47,54 @@ enum Answer {
 
 async fn call(channel: &Channel, operation: Operation, r: GrpcRequest) -> Result<Answer, Status> {
     let metadata: Vec<(&str, &str)> = r.metadata.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let instance_name = r.instance_name;
+    let (instance_name, group_id, user_id) = (r.instance_name, r.group_id, r.user_id);
+    let mut directory = DirectoryClient::new(channel.clone());
     match operation {
         Operation::RemoveFromGroup | Operation::RemoveFromUser => {
+            let (allow_missing, parent) = (r.allow_missing, r.parent);
             let message = RemoveGroupMemberRequest {
                 instance_name,
-                group_id: r.group_id,
-                user_id: r.user_id,
-                allow_missing: r.allow_missing,
-                parent: r.parent,
+                group_id,
+                user_id,
+                allow_missing,
+                parent,
             };
             let mut client = GroupMembersClient::new(channel.clone());
-            let answer = client.remove_group_member(with_metadata(message, &metadata));
-            answer.await.map(|_| Answer::Empty)
+            let answer = client
+                .remove_group_member(with_metadata(message, &metadata))
+                .await;
+            answer.map(|_| Answer::Empty)
         }
         Operation::GetUser => {
             let message = GetUserRequest {
                 instance_name,
-                user_id: r.user_id,
+                user_id,
             };
-            let mut client = DirectoryClient::new(channel.clone());
-            let answer = client.get_user(with_metadata(message, &metadata)).await;
+            let answer = directory.get_user(with_metadata(message, &metadata)).await;
             answer.map(|user| Answer::User(user.into_inner()))
         }
         Operation::GetGroup => {
             let message = GetGroupRequest {
                 instance_name,
-                group_id: r.group_id,
+                group_id,
             };
-            let mut client = DirectoryClient::new(channel.clone());
-            let answer = client.get_group(with_metadata(message, &metadata)).await;
+            let answer = directory.get_group(with_metadata(message, &metadata)).await;
             answer.map(|group| Answer::Group(group.into_inner()))
         }
         Operation::ListEvents => {
+            let (page_size, page_token) = (r.page_size, r.page_token);
             let message = ListMembershipEventsRequest {
                 instance_name,
-                group_id: r.group_id,
-                user_id: r.user_id,
-                page_size: r.page_size,
-                page_token: r.page_token,
+                group_id,
+                user_id,
+                page_size,
+                page_token,
             };
             let mut client = AuditClient::new(channel.clone());
-            let answer = client.list_membership_events(with_metadata(message, &metadata));
-            answer.await.map(|page| Answer::Events(page.into_inner()))
+            let answer = client
+                .list_membership_events(with_metadata(message, &metadata))
+                .await;
+            answer.map(|page| Answer::Events(page.into_inner()))
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use super::Credential::{Authorization, Empty, Header, Nothing, Query};
 use super::{
-    BAD_KEY, Case, DENIED, FOUND, INSTANCE_NOT_FOUND, Key, NO_KEY, NO_SUCH_ID, Operation, REMOVED,
-    Rest, Row, TOO_LONG_NAME,
+    BAD_KEY, Case, DENIED, FOUND, INSTANCE_NOT_FOUND, Key, MALFORMED_IDS, NO_KEY, NO_SUCH_ID,
+    Operation, REMOVED, Rest, Row, TOO_LONG_NAME,
 };
 
 /// The case succeeding: a removal of a fresh membership, or the object read.
@@ -27,6 +27,39 @@ pub(super) fn cases(operation: Operation, allowed: &[Key]) -> Vec<Case> {
         spellings(operation),
     ]
     .concat()
+}
+
+/// A removal's check 1 on REST: each malformed path id alone, the parent's (`parent_answer`)
+/// and the other's ("Not found"), then both, parent first, with and without instance and key.
+pub(super) fn malformed_ids(
+    operation: Operation,
+    both: [(&'static str, &'static str); 3],
+    parent_answer: Rest,
+) -> Vec<Case> {
+    let (parent, other) = match operation {
+        Operation::RemoveFromUser => ("user", "group"),
+        _ => ("group", "user"),
+    };
+    let set = |case: Case, side: &str, id: &'static str| match side {
+        "user" => case.user(id),
+        _ => case.group(id),
+    };
+    let mut cases = Vec::new();
+    for id in MALFORMED_IDS {
+        let case = |side| set(Case::new(operation, format!("{side} {id:?}")), side, id);
+        cases.push(case(parent).rest(parent_answer));
+        cases.push(case(other).rest(Rest::NOT_FOUND));
+    }
+    for (parent_id, other_id) in both {
+        let name = format!("{parent} {parent_id:?} and {other} {other_id:?}");
+        let case = |name| {
+            let case = set(Case::new(operation, name), parent, parent_id);
+            set(case, other, other_id).rest(parent_answer)
+        };
+        cases.push(case(name.clone()));
+        cases.push(case(format!("{name}, on nope, no key")).on("nope").no_key());
+    }
+    cases
 }
 
 /// Check 2: names that are not an instance name, or name none; with and without a key.
