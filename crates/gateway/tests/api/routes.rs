@@ -28,15 +28,14 @@ async fn other_methods_on_a_route_are_405_with_its_allow() {
                 route.trim_end_matches('/').to_owned(),
                 route.replacen("/v1.1/", "/v1/", 1),
             ] {
-                let request = r.request(method.clone(), &path).header("X-API-KEY", &key);
-                let answer = send(request).await;
+                let answer = r.call(method.clone(), &path, Some(&key)).await;
                 let body = format!(r#"{{"detail":"Method \"{method}\" not allowed."}}"#);
                 answer.assert(405, &body, &format!("{method} {path}"));
                 assert_eq!(answer.header("allow"), Some(allow), "{method} {path}");
             }
         }
         // A plain OPTIONS (not a browser's preflight) lists the methods.
-        let options = send(r.request(Method::OPTIONS, &route)).await;
+        let options = r.call(Method::OPTIONS, &route, None).await;
         options.assert(204, "", &format!("OPTIONS {route}"));
         assert_eq!(options.header("allow"), Some(allow), "OPTIONS {route}");
     }
@@ -55,17 +54,14 @@ async fn head_answers_a_read_without_its_body() {
         format!("/v1.1/instances/demo/groups/{}/", demo.group),
         "/v1.1/instances/demo/audit/memberships/".to_owned(),
     ] {
-        let with_key = |method| r.request(method, &path).header("X-API-KEY", &key);
-        let (got, head) = (
-            send(with_key(Method::GET)).await,
-            send(with_key(Method::HEAD)).await,
-        );
+        let got = r.call(Method::GET, &path, Some(&key)).await;
+        let head = r.call(Method::HEAD, &path, Some(&key)).await;
         assert_eq!((got.status, head.status), (200, 200), "{path}: {head:?}");
         assert_eq!(head.body, "", "{path}");
         let content_type = head.header("content-type");
         assert_eq!(content_type, Some("application/json"), "{path}");
     }
-    let refused = send(r.request(Method::HEAD, &user)).await;
+    let refused = r.call(Method::HEAD, &user, None).await;
     assert_eq!(refused.status, 403, "{refused:?}");
     assert_eq!(refused.body, "");
 }
@@ -90,9 +86,8 @@ async fn unknown_paths_are_404_not_found() {
     ];
     for path in &paths {
         for method in [Method::DELETE, Method::GET] {
-            send(r.request(method.clone(), path).header("X-API-KEY", &key))
-                .await
-                .assert(404, NOT_FOUND, &format!("{method} {path}"));
+            let answer = r.call(method.clone(), path, Some(&key)).await;
+            answer.assert(404, NOT_FOUND, &format!("{method} {path}"));
         }
     }
     assert!(r.world.is_member(g, u));

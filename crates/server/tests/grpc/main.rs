@@ -1,11 +1,6 @@
-//! `groups-server` as a gRPC caller sees it: the real binary on port 0 over a real PostgreSQL,
-//! by topic. The SPEC table (`groups_testkit::spec`: every row of every table of SPEC.md, the
-//! order of checks, isolation) runs in `spec`; around it, what a table cannot say: where keys
-//! travel, concurrent removals, undecodable and oversized input, outages and deadlines, health
-//! and reflection, keys kept out of logs.
-//!
-//! Assertions are on what a caller sees (code, `ErrorInfo`, `BadRequest`, `RetryInfo`) and on
-//! the rows left in the tables.
+//! `groups-server` as a gRPC caller sees it (the real binary on port 0 over a real PostgreSQL),
+//! by topic: the SPEC table (`groups_testkit::spec`) in `spec`, and around it what a table
+//! cannot say. Assertions are on what a caller sees and on the rows left in the tables.
 
 mod concurrency;
 mod health;
@@ -102,8 +97,7 @@ fn request(instance: &str, group: i64, user: i64) -> RemoveGroupMemberRequest {
         instance_name: instance.to_owned(),
         group_id: group,
         user_id: user,
-        allow_missing: false,
-        parent: 0,
+        ..Default::default()
     }
 }
 

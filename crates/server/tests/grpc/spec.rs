@@ -27,7 +27,8 @@ groups_testkit::spec_tests!(run);
 
 /// Runs the operation's gRPC cases and reports every one that failed.
 async fn run(operation: Operation) {
-    let (_turn, suite) = spec::take_turn(&SUITE, |fixture| spawn_server(fixture.url(), &[])).await;
+    let (_turn, suite) =
+        spec::take_turn(&SUITE, |fixture| spawn_server(fixture.world().url(), &[])).await;
     let channel = channel(&suite.service).await;
     let send = async |prepared: &spec::Prepared<'_>| {
         let answer = call(&channel, operation, prepared.grpc()).await;
@@ -101,77 +102,58 @@ async fn call(channel: &Channel, operation: Operation, r: GrpcRequest) -> Result
 
 /// Whether the answer is exactly the one expected.
 fn judge(answer: Result<Answer, Status>, expected: &ExpectedGrpc) -> Result<(), String> {
-    match (expected, answer) {
-        (ExpectedGrpc::Empty, Ok(Answer::Empty)) => Ok(()),
-        (ExpectedGrpc::User(want), Ok(Answer::User(got))) => same(user(want), got),
-        (ExpectedGrpc::Group(want), Ok(Answer::Group(got))) => same(group(want), got),
+    let right = match (expected, &answer) {
+        (ExpectedGrpc::Empty, Ok(Answer::Empty)) => true,
+        (ExpectedGrpc::User(want), Ok(Answer::User(got))) => user(want) == *got,
+        (ExpectedGrpc::Group(want), Ok(Answer::Group(got))) => group(want) == *got,
         (ExpectedGrpc::Events(want), Ok(Answer::Events(got))) => {
-            let page = ListMembershipEventsResponse {
-                events: want.iter().map(event).collect(),
-                next_page_token: String::new(),
-            };
-            same(page, got)
+            let events = want.iter().map(event).collect();
+            let next_page_token = String::new();
+            *got == ListMembershipEventsResponse {
+                events,
+                next_page_token,
+            }
         }
-        (ExpectedGrpc::Error { code, reason }, Err(status)) => exactly(&status, *code, reason),
-        (ExpectedGrpc::Invalid(fields), Err(status)) => invalid(&status, fields),
-        (expected, got) => Err(format!("expected {expected:?}, got {got:?}")),
-    }
-}
-
-fn same<T: PartialEq + std::fmt::Debug>(wanted: T, got: T) -> Result<(), String> {
-    if wanted == got {
-        Ok(())
-    } else {
-        Err(format!("expected {wanted:?}, got {got:?}"))
+        (ExpectedGrpc::Error { code, reason }, Err(status)) => exactly(status, *code, reason),
+        (ExpectedGrpc::Invalid(fields), Err(status)) => invalid(status, fields),
+        _ => false,
+    };
+    match answer {
+        _ if right => Ok(()),
+        Ok(got) => Err(format!("expected {expected:?}, got {got:?}")),
+        Err(status) => Err(format!(
+            "expected {expected:?}, got {:?} {:?} with {:?}",
+            status.code(),
+            status.message(),
+            status.get_error_details()
+        )),
     }
 }
 
 /// The error, to the byte: code, the reason's text as message, and `ErrorInfo` alone in the
 /// details. A foreign or deleted row is thereby answered exactly as a missing one.
-fn exactly(status: &Status, code: Code, reason: &str) -> Result<(), String> {
-    let detail = Reason::parse(reason)
-        .unwrap_or_else(|| panic!("{reason} is no reason"))
-        .detail();
-    let details = ErrorDetails::with_error_info(reason, Reason::DOMAIN, HashMap::new());
-    let wanted = Status::with_error_details(code, detail, details);
-    let right =
-        status.code() == code && status.message() == detail && status.details() == wanted.details();
-    if right {
-        Ok(())
-    } else {
-        Err(format!(
-            "expected {code:?} {reason} {detail:?} and ErrorInfo alone, got {:?} {:?} with {:?}",
-            status.code(),
-            status.message(),
-            status.get_error_details()
-        ))
-    }
+fn exactly(status: &Status, code: Code, reason: &str) -> bool {
+    let reason_text = Reason::parse(reason).unwrap_or_else(|| panic!("{reason} is no reason"));
+    let (message, details) = (
+        reason_text.detail(),
+        ErrorDetails::with_error_info(reason, Reason::DOMAIN, HashMap::new()),
+    );
+    let wanted = Status::with_error_details(code, message, details);
+    (status.code(), status.message(), status.details()) == (code, message, wanted.details())
 }
 
 /// INVALID_ARGUMENT with `ErrorInfo` and a `BadRequest` naming exactly these fields, each
 /// with a description.
-fn invalid(status: &Status, fields: &[&str]) -> Result<(), String> {
+fn invalid(status: &Status, fields: &[&str]) -> bool {
     let info = status.get_details_error_info();
-    let violations = status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations)
-        .unwrap_or_default();
+    let bad = status.get_details_bad_request();
+    let violations = bad.map(|bad| bad.field_violations).unwrap_or_default();
     let mut reported: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
     reported.sort_unstable();
-    let right = status.code() == Code::InvalidArgument
+    status.code() == Code::InvalidArgument
         && info.is_some_and(|i| i.reason == "INVALID_ARGUMENT" && i.domain == Reason::DOMAIN)
         && reported == fields
-        && violations.iter().all(|v| !v.description.is_empty());
-    if right {
-        Ok(())
-    } else {
-        Err(format!(
-            "expected INVALID_ARGUMENT on {fields:?}, got {:?} {:?} with {:?}",
-            status.code(),
-            status.message(),
-            status.get_error_details()
-        ))
-    }
+        && violations.iter().all(|v| !v.description.is_empty())
 }
 
 fn group(group: &ExpectedGroup) -> groups_proto::Group {

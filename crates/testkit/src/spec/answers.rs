@@ -1,7 +1,7 @@
 //! What a case must get on each edge: the gRPC and REST answers, SPEC.md's rows as pairs of
 //! them, and whether the case removes its membership.
 
-use tonic::Code;
+use tonic::Code::{self, NotFound, PermissionDenied, Unauthenticated};
 
 /// What a gRPC caller must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,32 +71,21 @@ pub const REMOVED: Expect = Expect {
 /// The reads' and the listing's success: the object / page.
 pub const FOUND: Expect = both(Grpc::Found, Rest::Found);
 /// Check 2.
-pub const INSTANCE_NOT_FOUND: Expect = error(
-    Code::NotFound,
-    "INSTANCE_NOT_FOUND",
-    Rest::INSTANCE_NOT_FOUND,
-);
+pub const INSTANCE_NOT_FOUND: Expect =
+    error(NotFound, "INSTANCE_NOT_FOUND", Rest::INSTANCE_NOT_FOUND);
 /// Check 3.
-pub const NO_KEY: Expect = error(
-    Code::Unauthenticated,
-    "API_KEY_MISSING",
-    Rest::NO_PERMISSION,
-);
+pub const NO_KEY: Expect = error(Unauthenticated, "API_KEY_MISSING", Rest::NO_PERMISSION);
 /// Check 4.
-pub const BAD_KEY: Expect = error(Code::Unauthenticated, "API_KEY_INVALID", Rest::NO_SUCH_KEY);
+pub const BAD_KEY: Expect = error(Unauthenticated, "API_KEY_INVALID", Rest::NO_SUCH_KEY);
 /// Check 5.
-pub const DENIED: Expect = error(
-    Code::PermissionDenied,
-    "PERMISSION_DENIED",
-    Rest::NO_PERMISSION,
-);
+pub const DENIED: Expect = error(PermissionDenied, "PERMISSION_DENIED", Rest::NO_PERMISSION);
 /// The group-side removal's check 6.
-pub const GROUP_NOT_FOUND: Expect = error(Code::NotFound, "GROUP_NOT_FOUND", Rest::GROUP_NOT_FOUND);
+pub const GROUP_NOT_FOUND: Expect = error(NotFound, "GROUP_NOT_FOUND", Rest::GROUP_NOT_FOUND);
 /// The user-side removal's check 6.
-pub const USER_NOT_FOUND: Expect = error(Code::NotFound, "USER_NOT_FOUND", Rest::USER_NOT_FOUND);
+pub const USER_NOT_FOUND: Expect = error(NotFound, "USER_NOT_FOUND", Rest::USER_NOT_FOUND);
 /// The removals' check 7.
-pub const NOT_A_MEMBER: Expect = error(Code::NotFound, "MEMBERSHIP_NOT_FOUND", Rest::NOT_FOUND);
+pub const NOT_A_MEMBER: Expect = error(NotFound, "MEMBERSHIP_NOT_FOUND", Rest::NOT_FOUND);
 /// GET user's check 6.
-pub const NO_SUCH_USER: Expect = error(Code::NotFound, "USER_NOT_FOUND", Rest::NOT_FOUND);
+pub const NO_SUCH_USER: Expect = error(NotFound, "USER_NOT_FOUND", Rest::NOT_FOUND);
 /// GET group's check 6.
-pub const NO_SUCH_GROUP: Expect = error(Code::NotFound, "GROUP_NOT_FOUND", Rest::NOT_FOUND);
+pub const NO_SUCH_GROUP: Expect = error(NotFound, "GROUP_NOT_FOUND", Rest::NOT_FOUND);

@@ -37,17 +37,8 @@ pub struct ExpectedUser {
     pub groups: Vec<ExpectedGroup>,
 }
 
-/// The fixture: a [`World`] with
-///
-/// - instance `demo`: its owner; admins with role full, write and read on it, one with no role,
-///   and inactive ones (write, full, read); API keys with and without `ignore_acl`, and revoked
-///   ones; groups `demo-group` (members `demo-user` and every fresh user), `second` (a name and
-///   a description; members `demo-user` and every fresh user), `third` (member `demo-user`), a
-///   deleted group (its membership of `demo-user` left behind) and `audited`, which `former`
-///   was removed from (one event); and `loner`, in no group;
-/// - instance `other`: its owner, group, user and membership, an admin with role full there
-///   and an API key of it, and one removal in its trail;
-/// - instance `dormant`: its owner deactivated.
+/// The fixture: a [`World`] with instances `demo`, `other` and `dormant`, holding every
+/// [`Row`] and [`Key`] a case names; `other`'s trail holds one removal too.
 pub struct SpecWorld {
     world: World,
     rows: HashMap<Row, i64>,
@@ -195,11 +186,6 @@ impl SpecWorld {
         spec
     }
 
-    /// The database's URL, for the server.
-    pub fn url(&self) -> &str {
-        self.world.url()
-    }
-
     /// The world underneath, for what the table does not cover.
     pub fn world(&self) -> &World {
         &self.world
@@ -292,7 +278,6 @@ impl Default for SpecWorld {
 impl std::fmt::Debug for SpecWorld {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpecWorld")
-            .field("world", &self.world)
             .field("rows", &self.rows)
             .finish_non_exhaustive()
     }

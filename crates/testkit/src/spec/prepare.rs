@@ -66,7 +66,7 @@ pub struct ExpectedRest {
 }
 
 /// The rows a case is judged on, counted before and after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 struct Rows {
     #[diesel(sql_type = BigInt)]
     users: i64,
@@ -79,7 +79,10 @@ struct Rows {
     /// The case's membership exists.
     #[diesel(sql_type = Bool)]
     target: bool,
-    /// The same user's membership of `SecondGroup` (a fresh user's other group) exists.
+    /// `admin:role` of each event of the case's membership, oldest first.
+    #[diesel(sql_type = Text)]
+    actors: String,
+    /// A fresh user's membership of `SecondGroup`, their other group, exists.
     #[diesel(sql_type = Bool)]
     neighbour: bool,
 }
@@ -88,13 +91,12 @@ struct Rows {
 #[derive(Debug)]
 pub struct Prepared<'a> {
     world: &'a SpecWorld,
-    /// The case.
     pub case: &'a Case,
     /// The ids the case names (the fresh user made for it), when they name one.
     group: Option<i64>,
     user: Option<i64>,
-    /// A fresh user's other membership.
-    neighbour: Option<(i64, i64)>,
+    /// `SecondGroup` when the user is a fresh one, whose other membership must stay.
+    neighbour: Option<i64>,
     before: Rows,
 }
 
@@ -109,8 +111,8 @@ impl SpecWorld {
             (None, _) => None,
         };
         let (group, user) = (number(case.group), number(case.user));
-        let neighbour = fresh.map(|user| (self.row(Row::SecondGroup), user));
-        let before = self.snapshot((group, user), neighbour);
+        let neighbour = fresh.map(|_| self.row(Row::SecondGroup));
+        let before = self.snapshot(group, user, neighbour);
         if case.expect.removes {
             assert!(before.target, "{}: nothing to remove", case.name);
         }
@@ -128,81 +130,46 @@ impl SpecWorld {
     /// recording its actor, and nothing else changed, when it removes; nothing changed at all
     /// otherwise.
     pub fn verify(&self, prepared: &Prepared<'_>) -> Result<(), String> {
-        let after = self.snapshot((prepared.group, prepared.user), prepared.neighbour);
-        let before = prepared.before;
-        let case = prepared.case;
+        let after = self.snapshot(prepared.group, prepared.user, prepared.neighbour);
+        let (case, before) = (prepared.case, prepared.before.clone());
         let wanted = if case.expect.removes {
+            let key = case.credential.key().expect("a removal presents a key");
+            let (admin, role) = self
+                .actor(key)
+                .unwrap_or_else(|| panic!("{}: {key:?} may not remove members", case.name));
             Rows {
                 memberships: before.memberships - 1,
                 events: before.events + 1,
                 target: false,
+                actors: format!("{admin}:{}", role.as_str()),
                 ..before
             }
         } else {
             before
         };
-        if after != wanted {
-            return Err(format!("rows: expected {wanted:?}, found {after:?}"));
+        if after == wanted {
+            Ok(())
+        } else {
+            Err(format!("rows: expected {wanted:?}, found {after:?}"))
         }
-        if case.expect.removes {
-            let key = case.credential.key().expect("a removal presents a key");
-            let (admin, role) = self
-                .actor(key)
-                .unwrap_or_else(|| panic!("{}: {key:?} may not remove members", case.name));
-            let (group, user) = (prepared.group.unwrap_or(0), prepared.user.unwrap_or(0));
-            let recorded = self.actors_of(group, user);
-            if recorded != [(admin, role.as_str().to_owned())] {
-                return Err(format!(
-                    "events of {group}/{user}: expected one by admin {admin} ({role:?}), found {recorded:?}"
-                ));
-            }
-        }
-        Ok(())
     }
 
-    fn snapshot(
-        &self,
-        (group, user): (Option<i64>, Option<i64>),
-        neighbour: Option<(i64, i64)>,
-    ) -> Rows {
-        let (group, user) = (group.unwrap_or(-1), user.unwrap_or(-1));
-        let (other_group, other_user) = neighbour.unwrap_or((-1, -1));
+    fn snapshot(&self, group: Option<i64>, user: Option<i64>, neighbour: Option<i64>) -> Rows {
         diesel::sql_query(
             "SELECT (SELECT count(*) FROM users) AS users, \
                     (SELECT count(*) FROM groups) AS groups, \
                     (SELECT count(*) FROM memberships) AS memberships, \
                     (SELECT count(*) FROM membership_events) AS events, \
                     EXISTS (SELECT 1 FROM memberships WHERE group_id = $1 AND user_id = $2) AS target, \
-                    EXISTS (SELECT 1 FROM memberships WHERE group_id = $3 AND user_id = $4) AS neighbour",
+                    (SELECT coalesce(string_agg(actor_admin_id || ':' || actor_role, ',' ORDER BY id), '') \
+                     FROM membership_events WHERE group_id = $1 AND user_id = $2) AS actors, \
+                    EXISTS (SELECT 1 FROM memberships WHERE group_id = $3 AND user_id = $2) AS neighbour",
         )
-        .bind::<BigInt, _>(group)
-        .bind::<BigInt, _>(user)
-        .bind::<BigInt, _>(other_group)
-        .bind::<BigInt, _>(other_user)
+        .bind::<BigInt, _>(group.unwrap_or(-1))
+        .bind::<BigInt, _>(user.unwrap_or(-1))
+        .bind::<BigInt, _>(neighbour.unwrap_or(-1))
         .get_result(&mut *self.conn())
         .unwrap_or_else(|e| panic!("groups-testkit: counting rows: {e}"))
-    }
-
-    /// (admin, role) of every event of one membership.
-    fn actors_of(&self, group: i64, user: i64) -> Vec<(i64, String)> {
-        #[derive(QueryableByName)]
-        struct Actor {
-            #[diesel(sql_type = BigInt)]
-            actor_admin_id: i64,
-            #[diesel(sql_type = Text)]
-            actor_role: String,
-        }
-        diesel::sql_query(
-            "SELECT actor_admin_id, actor_role FROM membership_events \
-             WHERE group_id = $1 AND user_id = $2 ORDER BY id",
-        )
-        .bind::<BigInt, _>(group)
-        .bind::<BigInt, _>(user)
-        .load::<Actor>(&mut *self.conn())
-        .unwrap_or_else(|e| panic!("groups-testkit: reading events: {e}"))
-        .into_iter()
-        .map(|a| (a.actor_admin_id, a.actor_role))
-        .collect()
     }
 }
 

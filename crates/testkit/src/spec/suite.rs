@@ -1,26 +1,17 @@
 //! What the gRPC and the REST suites of the table share: one fixture per test process, the
 //! tests taking turns on it, and one report of every failed case.
 
-use std::fmt;
-
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
 use super::{Operation, Prepared, SpecWorld, cases_of};
 
 /// The fixture and what serves it (a server, a stack), for every test of a suite's table.
+#[derive(Debug)]
 pub struct Suite<S> {
     /// The fixture every case is prepared on.
     pub fixture: SpecWorld,
     /// The processes the cases are sent to.
     pub service: S,
-}
-
-impl<S: fmt::Debug> fmt::Debug for Suite<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Suite")
-            .field("service", &self.service)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The edge a suite sends its cases to.
