@@ -22,7 +22,7 @@ async fn run(operation: Operation) {
     .await;
     let http = http_client();
     let send = async |prepared: &spec::Prepared<'_>| {
-        let (request, expected) = (prepared.rest(), prepared.expected_rest());
+        let (request, (status, body)) = (prepared.rest(), prepared.expected_rest());
         let method = Method::from_bytes(request.method.as_bytes()).expect("a method");
         let mut builder = http.request(method, format!("{}{}", suite.service.url(), request.path));
         for (name, value) in request.headers {
@@ -30,18 +30,16 @@ async fn run(operation: Operation) {
         }
         // The status and the exact body; JSON whenever there is a body, none with a 204.
         let answer = send(builder).await;
-        let json = (!expected.body.is_empty()).then_some("application/json");
+        let json = (!body.is_empty()).then_some("application/json");
         let content_type = answer.header("content-type");
-        if (answer.status, answer.body.as_str(), content_type)
-            == (expected.status, expected.body.as_str(), json)
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}: expected {} {}, got {} {} ({content_type:?})",
-                request.path, expected.status, expected.body, answer.status, answer.body
-            ))
+        if (answer.status, &answer.body, content_type) == (status, &body, json) {
+            return Ok(());
         }
+        let got = format!("{} {} ({content_type:?})", answer.status, answer.body);
+        Err(format!(
+            "{}: expected {status} {body}, got {got}",
+            request.path
+        ))
     };
     suite.run(Edge::Rest, operation, send).await;
 }

@@ -6,12 +6,9 @@ use super::*;
 #[tokio::test]
 async fn success_is_204_with_an_empty_body_and_forwards_the_request() {
     let h = Harness::start().await;
-    let request = h
-        .http
-        .delete(format!("{}{}", h.base, member("Demo", "12", "034")));
-    h.send_with(request.header("x-api-key", ACCOUNT_KEY))
-        .await
-        .assert(204, "");
+    let request = h.request(Method::DELETE, &member("Demo", "12", "034"));
+    let answer = h.send_with(request.header("x-api-key", ACCOUNT_KEY)).await;
+    answer.assert(204, "");
     let seen = h.seen();
     assert_eq!(seen.len(), 1);
     let request = &seen[0].request;

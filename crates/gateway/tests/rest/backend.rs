@@ -12,9 +12,7 @@ async fn server_down_is_a_quick_503() {
     let h = Harness::start_with(|c| c.server_url = format!("http://{addr}")).await;
     for _ in 0..2 {
         let started = Instant::now();
-        let request = h
-            .http
-            .delete(format!("{}{}", h.base, member("demo", "1", "2")));
+        let request = h.request(Method::DELETE, &member("demo", "1", "2"));
         let answer = h.send_with(request.header("x-api-key", ACCOUNT_KEY)).await;
         assert!(started.elapsed() < Duration::from_secs(2));
         answer.assert(503, UNAVAILABLE);

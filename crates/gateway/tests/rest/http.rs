@@ -53,27 +53,26 @@ async fn unknown_paths_are_json_404() {
 #[tokio::test]
 async fn cors_preflight_and_actual_request() {
     let h = Harness::start().await;
-    let url = format!("{}{}", h.base, member("demo", "1", "2"));
+    let path = member("demo", "1", "2");
     let preflight = h
-        .http
-        .request(Method::OPTIONS, &url)
+        .request(Method::OPTIONS, &path)
         .header("origin", "https://app.example")
         .header("access-control-request-method", "DELETE")
         .header("access-control-request-headers", "x-api-key, x-user-key");
     let preflight = h.send_with(preflight).await;
     assert_eq!(preflight.status, StatusCode::OK, "{preflight:?}");
     assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
-    let methods = preflight
-        .header("access-control-allow-methods")
-        .unwrap()
-        .to_ascii_uppercase();
+    let methods = preflight.header("access-control-allow-methods").unwrap();
+    let methods = methods.to_ascii_uppercase();
     assert!(methods.contains("DELETE"), "{methods}");
     let headers = preflight.header("access-control-allow-headers").unwrap();
     for name in ["x-api-key", "x-user-key", "authorization", "content-type"] {
         assert!(headers.contains(name), "{headers}");
     }
 
-    let actual = h.http.delete(&url).header("origin", "https://app.example");
+    let actual = h
+        .request(Method::DELETE, &path)
+        .header("origin", "https://app.example");
     let actual = h.send_with(actual.header("x-api-key", ACCOUNT_KEY)).await;
     actual.assert(204, "");
     assert_eq!(actual.header("access-control-allow-origin"), Some("*"));

@@ -150,9 +150,12 @@ impl Harness {
         self.seen.lock().unwrap().clone()
     }
 
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
     async fn send(&self, method: Method, path: &str) -> Answer {
-        self.send_with(self.http.request(method, format!("{}{path}", self.base)))
-            .await
+        self.send_with(self.request(method, path)).await
     }
 
     async fn delete(&self, path: &str) -> Answer {

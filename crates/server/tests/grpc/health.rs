@@ -8,10 +8,10 @@ use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
 use crate::{Grpc, channel, eventually};
 
@@ -52,16 +52,6 @@ async fn health_is_serving_while_the_database_answers() {
     wait_for_health(&health, ServingStatus::Serving, 10).await;
 }
 
-async fn next_answer(
-    answers: &mut tonic::Streaming<ServerReflectionResponse>,
-) -> ServerReflectionResponse {
-    answers
-        .message()
-        .await
-        .expect("a reflection answer")
-        .expect("not the end of the stream")
-}
-
 #[tokio::test]
 async fn reflection_lists_the_services() {
     let g = Grpc::start().await;
@@ -72,14 +62,15 @@ async fn reflection_lists_the_services() {
     };
     let symbol = MessageRequest::FileContainingSymbol(SERVICE_NAME.to_owned());
     let requests = [MessageRequest::ListServices(String::new()), symbol].map(ask);
-    let mut answers = reflection
+    let answers = reflection
         .server_reflection_info(tokio_stream::iter(requests))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        next_answer(&mut answers).await.message_response
-    else {
+        .await;
+    let mut answers = answers.expect("reflection").into_inner();
+    let mut next = async || {
+        let answer = answers.message().await.expect("a reflection answer");
+        answer.expect("not the end of the stream").message_response
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = next().await else {
         panic!("expected a service list");
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
@@ -92,14 +83,10 @@ async fn reflection_lists_the_services() {
         assert!(names.contains(&service), "{service}: {names:?}");
     }
 
-    let Some(MessageResponse::FileDescriptorResponse(files)) =
-        next_answer(&mut answers).await.message_response
-    else {
+    let Some(MessageResponse::FileDescriptorResponse(files)) = next().await else {
         panic!("expected the file defining {SERVICE_NAME}");
     };
-    let described = files
-        .file_descriptor_proto
-        .iter()
-        .any(|file| file.windows(17).any(|w| w == b"RemoveGroupMember"));
+    let mut files = files.file_descriptor_proto.iter();
+    let described = files.any(|file| file.windows(17).any(|w| w == b"RemoveGroupMember"));
     assert!(described, "the descriptor defines RemoveGroupMember");
 }

@@ -48,55 +48,32 @@ enum Answer {
 
 async fn call(channel: &Channel, operation: Operation, r: GrpcRequest) -> Result<Answer, Status> {
     let metadata: Vec<(&str, &str)> = r.metadata.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let (instance_name, group_id, user_id) = (r.instance_name, r.group_id, r.user_id);
-    let mut directory = DirectoryClient::new(channel.clone());
+    // `Client.method(Message { fields of the request }) => how the answer is wrapped`.
+    macro_rules! call {
+        ($client:ident.$method:ident($message:ident { $($field:ident),* }) => $answer:expr) => {{
+            let message = $message { $($field: r.$field),* };
+            let mut client = $client::new(channel.clone());
+            let answer = client.$method(with_metadata(message, &metadata)).await;
+            answer.map(|answer| $answer(answer.into_inner()))
+        }};
+    }
     match operation {
-        Operation::RemoveFromGroup | Operation::RemoveFromUser => {
-            let (allow_missing, parent) = (r.allow_missing, r.parent);
-            let message = RemoveGroupMemberRequest {
-                instance_name,
-                group_id,
-                user_id,
-                allow_missing,
-                parent,
-            };
-            let mut client = GroupMembersClient::new(channel.clone());
-            let answer = client
-                .remove_group_member(with_metadata(message, &metadata))
-                .await;
-            answer.map(|_| Answer::Empty)
-        }
-        Operation::GetUser => {
-            let message = GetUserRequest {
-                instance_name,
-                user_id,
-            };
-            let answer = directory.get_user(with_metadata(message, &metadata)).await;
-            answer.map(|user| Answer::User(user.into_inner()))
-        }
-        Operation::GetGroup => {
-            let message = GetGroupRequest {
-                instance_name,
-                group_id,
-            };
-            let answer = directory.get_group(with_metadata(message, &metadata)).await;
-            answer.map(|group| Answer::Group(group.into_inner()))
-        }
-        Operation::ListEvents => {
-            let (page_size, page_token) = (r.page_size, r.page_token);
-            let message = ListMembershipEventsRequest {
-                instance_name,
-                group_id,
-                user_id,
-                page_size,
-                page_token,
-            };
-            let mut client = AuditClient::new(channel.clone());
-            let answer = client
-                .list_membership_events(with_metadata(message, &metadata))
-                .await;
-            answer.map(|page| Answer::Events(page.into_inner()))
-        }
+        Operation::RemoveFromGroup | Operation::RemoveFromUser => call!(
+            GroupMembersClient.remove_group_member(RemoveGroupMemberRequest {
+                instance_name, group_id, user_id, allow_missing, parent
+            }) => |()| Answer::Empty
+        ),
+        Operation::GetUser => call!(
+            DirectoryClient.get_user(GetUserRequest { instance_name, user_id }) => Answer::User
+        ),
+        Operation::GetGroup => call!(
+            DirectoryClient.get_group(GetGroupRequest { instance_name, group_id }) => Answer::Group
+        ),
+        Operation::ListEvents => call!(
+            AuditClient.list_membership_events(ListMembershipEventsRequest {
+                instance_name, group_id, user_id, page_size, page_token
+            }) => Answer::Events
+        ),
     }
 }
 

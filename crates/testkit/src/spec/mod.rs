@@ -27,7 +27,7 @@ pub use answers::{
     NO_SUCH_GROUP, NO_SUCH_USER, NOT_A_MEMBER, REMOVED, Rest, USER_NOT_FOUND,
 };
 pub use fixture::{ExpectedGroup, ExpectedUser, SpecWorld};
-pub use prepare::{ExpectedGrpc, ExpectedRest, GrpcRequest, Prepared, RestRequest};
+pub use prepare::{ExpectedGrpc, GrpcRequest, Prepared, RestRequest};
 pub use suite::{Edge, Suite, take_turn};
 
 /// The operations of SPEC.md the table covers.

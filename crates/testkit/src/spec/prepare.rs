@@ -58,13 +58,6 @@ pub enum ExpectedGrpc {
     Invalid(Vec<&'static str>),
 }
 
-/// The REST answer a case must get: the status and the exact body (empty for 204).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpectedRest {
-    pub status: u16,
-    pub body: String,
-}
-
 /// The rows a case is judged on, counted before and after it.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 struct Rows {
@@ -310,11 +303,11 @@ impl Prepared<'_> {
         }
     }
 
-    /// The REST answer the case must get.
-    pub fn expected_rest(&self) -> ExpectedRest {
+    /// The REST answer the case must get: the status and the exact body (empty for 204).
+    pub fn expected_rest(&self) -> (u16, String) {
         let case = self.case;
         let base = format!("{}/instances/demo", prefix(case));
-        let (status, body) = match case.expect.rest.expect("a REST case") {
+        match case.expect.rest.expect("a REST case") {
             Rest::NoContent => (204, String::new()),
             Rest::Found => match self.found(false) {
                 ExpectedGrpc::User(user) => (200, user_json(&base, &user)),
@@ -323,8 +316,7 @@ impl Prepared<'_> {
                 _ => unreachable!("a read finds an object"),
             },
             Rest::Detail(status, detail) => (status, format!(r#"{{"detail":{}}}"#, json(detail))),
-        };
-        ExpectedRest { status, body }
+        }
     }
 
     /// What a read finds: the user, the group, or the page of events (on gRPC or REST).
