@@ -391,12 +391,8 @@ mod tests {
     fn names_are_unique_within_an_operation() {
         for operation in Operation::ALL {
             let mut seen = HashSet::new();
-            for case in cases_of(operation) {
-                assert!(
-                    seen.insert(case.name.clone()),
-                    "{operation:?}: {}",
-                    case.name
-                );
+            for Case { name, .. } in cases_of(operation) {
+                assert!(seen.insert(name.clone()), "{operation:?}: {name}");
             }
         }
     }
