@@ -308,6 +308,23 @@ impl Case {
         }
     }
 
+    /// A removal's ids, the parent's first (the user's for `RemoveFromUser`, else the group's);
+    /// `None` leaves one as it is.
+    pub fn ids(self, parent: Option<Id>, other: Option<Id>) -> Self {
+        let (group, user) = match self.operation {
+            Operation::RemoveFromUser => (other, parent),
+            _ => (parent, other),
+        };
+        let case = match group {
+            Some(id) => self.group(id),
+            None => self,
+        };
+        match user {
+            Some(id) => case.user(id),
+            None => case,
+        }
+    }
+
     setters! {
         /// Names the instance by this text.
         on(name: &'static str) instance = Instance::Text(name);

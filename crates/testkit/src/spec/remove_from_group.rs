@@ -70,15 +70,8 @@ fn malformed() -> Vec<Case> {
         ("", 0, -1, &["instance_name", "group_id", "user_id"], Rest::NOT_FOUND),
         ("no-such-instance", -5, 1, &["group_id"], Rest::GROUP_NOT_FOUND),
     ];
-    for (instance, group, user, fields, rest) in invalid {
-        for with_key in [true, false] {
-            let case = c(&format!("ids {group}/{user} on {instance:?}, key: {with_key}")).on(instance);
-            let case = if group == 1 { case } else { case.group(group) };
-            let case = if user == 1 { case } else { case.user(user) };
-            let case = if with_key { case } else { case.no_key() };
-            cases.push(case.grpc(Grpc::Invalid(fields)).rest(rest));
-        }
-    }
+    let name = |instance: &str, group, user, key| format!("ids {group}/{user} on {instance:?}, key: {key}");
+    cases.extend(shared::invalid_ids(RemoveFromGroup, &invalid, true, name));
     cases
 }
 

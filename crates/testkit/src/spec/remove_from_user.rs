@@ -64,12 +64,8 @@ fn malformed() -> Vec<Case> {
         ("demo", 0, 0, &["group_id", "user_id"], Rest::USER_NOT_FOUND),
         ("nope", -3, 1, &["user_id"], Rest::USER_NOT_FOUND),
     ];
-    for (instance, user, group, fields, rest) in invalid {
-        let case = c(&format!("ids user {user}, group {group} on {instance:?}")).on(instance);
-        let case = if user == 1 { case } else { case.user(user) };
-        let case = if group == 1 { case } else { case.group(group) };
-        cases.push(case.grpc(Grpc::Invalid(fields)).rest(rest));
-    }
+    let name = |instance: &str, user, group, _| format!("ids user {user}, group {group} on {instance:?}");
+    cases.extend(shared::invalid_ids(RemoveFromUser, &invalid, false, name));
     cases
 }
 
