@@ -310,19 +310,14 @@ impl Case {
 
     /// A removal's ids, the parent's first (the user's for `RemoveFromUser`, else the group's);
     /// `None` leaves one as it is.
-    pub fn ids(self, parent: Option<Id>, other: Option<Id>) -> Self {
+    pub fn ids(mut self, parent: Option<Id>, other: Option<Id>) -> Self {
         let (group, user) = match self.operation {
             Operation::RemoveFromUser => (other, parent),
             _ => (parent, other),
         };
-        let case = match group {
-            Some(id) => self.group(id),
-            None => self,
-        };
-        match user {
-            Some(id) => case.user(id),
-            None => case,
-        }
+        self.group = group.unwrap_or(self.group);
+        self.user = user.unwrap_or(self.user);
+        self
     }
 
     setters! {
