@@ -4,15 +4,6 @@
 use crate::{NO_SUCH_KEY, Rest, UNKNOWN_ACCOUNT_KEY, member_path, send};
 use reqwest::Method;
 
-/// A row of the key precedence table: case, headers, query parameters, status, body.
-type PrecedenceCase = (
-    &'static str,
-    Vec<(&'static str, String)>,
-    Vec<(&'static str, String)>,
-    u16,
-    &'static str,
-);
-
 #[tokio::test]
 async fn the_key_is_read_from_header_then_query_then_authorization() {
     let r = Rest::start();
@@ -26,7 +17,7 @@ async fn the_key_is_read_from_header_then_query_then_authorization() {
     let query = |name: &'static str, value: &str| vec![(name, value.to_owned())];
     // (case, headers, query parameters, status, body)
     #[rustfmt::skip]
-    let cases: [PrecedenceCase; 8] = [
+    let cases = [
         ("good header + bad query", header(&key), query("api_key", bad), 204, ""),
         ("bad header + good query", header(bad), query("api_key", &key), 403, NO_SUCH_KEY),
         ("good api_key + bad apikey", vec![], [query("api_key", &key), query("apikey", bad)].concat(), 204, ""),

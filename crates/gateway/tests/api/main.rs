@@ -1,12 +1,7 @@
 //! The REST API end to end, as a public client sees it: the real `groups-gateway` in front of the
-//! real `groups-server` over a real PostgreSQL, by topic. The SPEC table
-//! (`groups_testkit::spec`: every row of every table of SPEC.md with its exact status and body,
-//! the order of checks, isolation, both API versions, no trailing slash) runs in `spec`; around
-//! it, what a table cannot say: key precedence, routes (405, unknown paths, CORS, HEAD), the
-//! vendor SDK's request shape, outages and deadlines, readiness, the rate limit, concurrent
-//! removals, hostile input, keys kept out of logs.
-//!
-//! `tests/rest/` covers the gateway alone against a fake server; here nothing is faked.
+//! real `groups-server` over a real PostgreSQL, by topic: the SPEC table
+//! (`groups_testkit::spec`) in `spec`, and around it what a table cannot say. Nothing is faked
+//! here; `tests/rest/` covers the gateway alone against a fake server.
 
 mod concurrency;
 mod health;
@@ -19,6 +14,7 @@ mod routes;
 mod sdk;
 mod spec;
 
+use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use groups_testkit::{Stack, UNKNOWN_ACCOUNT_KEY, UserId, World, eventually, spawn_stack, stop};
@@ -34,12 +30,8 @@ const TIMED_OUT: &str = r#"{"detail":"Request timed out."}"#;
 const NO_SUCH_ID: i64 = 987_654_321;
 
 /// `/v1.1/instances/{instance}/groups/{group}/users/{user}/`.
-fn member_path(instance: &str, group: impl ToString, user: impl ToString) -> String {
-    format!(
-        "/v1.1/instances/{instance}/groups/{}/users/{}/",
-        group.to_string(),
-        user.to_string()
-    )
+fn member_path(instance: &str, group: impl Display, user: impl Display) -> String {
+    format!("/v1.1/instances/{instance}/groups/{group}/users/{user}/")
 }
 
 fn http_client() -> reqwest::Client {
@@ -70,15 +62,8 @@ impl Answer {
     fn assert(&self, status: u16, body: &str, case: &str) {
         assert_eq!(self.status, status, "{case}: {self:?}");
         assert_eq!(self.body, body, "{case}: {self:?}");
-        if body.is_empty() {
-            assert!(self.header("content-type").is_none(), "{case}: {self:?}");
-        } else {
-            assert_eq!(
-                self.header("content-type"),
-                Some("application/json"),
-                "{case}: {self:?}"
-            );
-        }
+        let json = (!body.is_empty()).then_some("application/json");
+        assert_eq!(self.header("content-type"), json, "{case}: {self:?}");
     }
 
     /// The whole seconds of `Retry-After`; panics when it is missing or not a number.
@@ -94,13 +79,10 @@ impl Answer {
 async fn send(request: RequestBuilder) -> Answer {
     let started = Instant::now();
     let response = request.send().await.expect("an HTTP answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.text().await.expect("a body");
     Answer {
-        status,
-        headers,
-        body,
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.expect("a body"),
         elapsed: started.elapsed(),
     }
 }
@@ -127,21 +109,22 @@ impl Rest {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.stack.url())
-    }
-
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, self.url(path))
+        self.http
+            .request(method, format!("{}{path}", self.stack.url()))
     }
 
-    /// `DELETE path` with the key (if any) in `X-API-KEY`.
-    async fn delete(&self, path: &str, key: Option<&str>) -> Answer {
-        let mut request = self.request(Method::DELETE, path);
+    /// `method path` with the key (if any) in `X-API-KEY`.
+    async fn call(&self, method: Method, path: &str, key: Option<&str>) -> Answer {
+        let mut request = self.request(method, path);
         if let Some(key) = key {
             request = request.header("X-API-KEY", key);
         }
         send(request).await
+    }
+
+    async fn delete(&self, path: &str, key: Option<&str>) -> Answer {
+        self.call(Method::DELETE, path, key).await
     }
 
     /// The member path of the demo user in the demo group.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use reqwest::Method;
 
-use crate::{NO_SUCH_ID, NOT_FOUND, Rest, member_path, send};
+use crate::{NO_SUCH_ID, NOT_FOUND, Rest, member_path};
 
 #[tokio::test]
 async fn an_instance_over_its_rate_is_429_with_retry_after_and_others_are_not() {
@@ -19,35 +19,26 @@ async fn an_instance_over_its_rate_is_429_with_retry_after_and_others_are_not() 
     let started = Instant::now();
     let mut answers = Vec::new();
     for i in 0..20 {
-        let answer = if i % 2 == 0 {
-            r.delete(&not_a_member, Some(&demo.owner.key)).await
-        } else {
-            let read = r.request(Method::GET, &no_such_user);
-            send(read.header("X-API-KEY", &demo.owner.key)).await
+        let (method, path) = match i % 2 {
+            0 => (Method::DELETE, &not_a_member),
+            _ => (Method::GET, &no_such_user),
         };
-        answers.push(answer);
+        answers.push(r.call(method, path, Some(&demo.owner.key)).await);
     }
     // Another instance, in the same second: its own budget.
+    let elsewhere = member_path("other", other.group, NO_SUCH_ID);
     let mut others = Vec::new();
     for _ in 0..4 {
-        others.push(
-            r.delete(
-                &member_path("other", other.group, NO_SUCH_ID),
-                Some(&other.owner.key),
-            )
-            .await,
-        );
+        others.push(r.delete(&elsewhere, Some(&other.owner.key)).await);
     }
     let elapsed = started.elapsed();
 
-    let mut throttled = 0;
+    let throttled = answers.iter().filter(|a| a.status != 404).count();
     for answer in &answers {
         if answer.status == 404 {
             answer.assert(404, NOT_FOUND, "within the rate");
             continue;
         }
-        assert_eq!(answer.status, 429, "{answer:?}");
-        throttled += 1;
         let seconds = answer.retry_after();
         assert!(seconds >= 1, "{answer:?}");
         let body = format!(

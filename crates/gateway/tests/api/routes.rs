@@ -10,32 +10,17 @@ async fn other_methods_on_a_route_are_405_with_its_allow() {
     let r = Rest::start();
     let key = r.world.demo.owner.key.clone();
     let (g, u) = (r.world.demo.group, r.world.demo.user);
-    let removal = ["PUT", "GET", "POST", "PATCH"];
-    let read = ["PUT", "DELETE", "POST", "PATCH"];
+    let removal = (["PUT", "GET", "POST", "PATCH"], "DELETE, OPTIONS");
+    let read = (["PUT", "DELETE", "POST", "PATCH"], "GET, HEAD, OPTIONS");
+    let base = "/v1.1/instances/demo";
     let routes = [
-        (r.demo_path(), &removal, "DELETE, OPTIONS"),
-        (
-            format!("/v1.1/instances/demo/users/{u}/groups/{g}/"),
-            &removal,
-            "DELETE, OPTIONS",
-        ),
-        (
-            format!("/v1.1/instances/demo/users/{u}/"),
-            &read,
-            "GET, HEAD, OPTIONS",
-        ),
-        (
-            format!("/v1.1/instances/demo/groups/{g}/"),
-            &read,
-            "GET, HEAD, OPTIONS",
-        ),
-        (
-            "/v1.1/instances/demo/audit/memberships/".to_owned(),
-            &read,
-            "GET, HEAD, OPTIONS",
-        ),
+        (r.demo_path(), removal),
+        (format!("{base}/users/{u}/groups/{g}/"), removal),
+        (format!("{base}/users/{u}/"), read),
+        (format!("{base}/groups/{g}/"), read),
+        (format!("{base}/audit/memberships/"), read),
     ];
-    for (route, methods, allow) in routes {
+    for (route, (methods, allow)) in routes {
         for method in methods {
             let method = Method::from_bytes(method.as_bytes()).expect("a method");
             for path in [
@@ -43,15 +28,14 @@ async fn other_methods_on_a_route_are_405_with_its_allow() {
                 route.trim_end_matches('/').to_owned(),
                 route.replacen("/v1.1/", "/v1/", 1),
             ] {
-                let request = r.request(method.clone(), &path).header("X-API-KEY", &key);
-                let answer = send(request).await;
+                let answer = r.call(method.clone(), &path, Some(&key)).await;
                 let body = format!(r#"{{"detail":"Method \"{method}\" not allowed."}}"#);
                 answer.assert(405, &body, &format!("{method} {path}"));
                 assert_eq!(answer.header("allow"), Some(allow), "{method} {path}");
             }
         }
         // A plain OPTIONS (not a browser's preflight) lists the methods.
-        let options = send(r.request(Method::OPTIONS, &route)).await;
+        let options = r.call(Method::OPTIONS, &route, None).await;
         options.assert(204, "", &format!("OPTIONS {route}"));
         assert_eq!(options.header("allow"), Some(allow), "OPTIONS {route}");
     }
@@ -64,26 +48,20 @@ async fn head_answers_a_read_without_its_body() {
     let r = Rest::start();
     let demo = &r.world.demo;
     let key = demo.owner.key.clone();
+    let user = format!("/v1.1/instances/demo/users/{}/", demo.user);
     for path in [
-        format!("/v1.1/instances/demo/users/{}/", demo.user),
+        user.clone(),
         format!("/v1.1/instances/demo/groups/{}/", demo.group),
         "/v1.1/instances/demo/audit/memberships/".to_owned(),
     ] {
-        let got = send(r.request(Method::GET, &path).header("X-API-KEY", &key)).await;
-        let head = send(r.request(Method::HEAD, &path).header("X-API-KEY", &key)).await;
+        let got = r.call(Method::GET, &path, Some(&key)).await;
+        let head = r.call(Method::HEAD, &path, Some(&key)).await;
         assert_eq!((got.status, head.status), (200, 200), "{path}: {head:?}");
         assert_eq!(head.body, "", "{path}");
-        assert_eq!(
-            head.header("content-type"),
-            Some("application/json"),
-            "{path}"
-        );
+        let content_type = head.header("content-type");
+        assert_eq!(content_type, Some("application/json"), "{path}");
     }
-    let refused = send(r.request(
-        Method::HEAD,
-        &format!("/v1.1/instances/demo/users/{}/", demo.user),
-    ))
-    .await;
+    let refused = r.call(Method::HEAD, &user, None).await;
     assert_eq!(refused.status, 403, "{refused:?}");
     assert_eq!(refused.body, "");
 }
@@ -108,9 +86,8 @@ async fn unknown_paths_are_404_not_found() {
     ];
     for path in &paths {
         for method in [Method::DELETE, Method::GET] {
-            send(r.request(method.clone(), path).header("X-API-KEY", &key))
-                .await
-                .assert(404, NOT_FOUND, &format!("{method} {path}"));
+            let answer = r.call(method.clone(), path, Some(&key)).await;
+            answer.assert(404, NOT_FOUND, &format!("{method} {path}"));
         }
     }
     assert!(r.world.is_member(g, u));
@@ -122,42 +99,32 @@ async fn cors_allows_any_origin_to_call_with_a_key_header() {
     let origin = "https://dashboard.example.org";
     let user_path = format!("/v1.1/instances/demo/users/{}/", r.world.demo.user);
     for (path, method) in [(r.demo_path(), "DELETE"), (user_path.clone(), "GET")] {
-        for requested_headers in [
+        let requested = [
             "x-api-key",
             "X-API-KEY",
             "x-user-key",
             "x-api-key,x-user-key",
-        ] {
-            let preflight = send(
-                r.request(Method::OPTIONS, &path)
-                    .header("Origin", origin)
-                    .header("Access-Control-Request-Method", method)
-                    .header("Access-Control-Request-Headers", requested_headers),
-            )
-            .await;
-            assert!(
-                (200..300).contains(&preflight.status),
-                "{method} {requested_headers}: {preflight:?}"
-            );
+        ];
+        for requested_headers in requested {
+            let preflight = r
+                .request(Method::OPTIONS, &path)
+                .header("Origin", origin)
+                .header("Access-Control-Request-Method", method)
+                .header("Access-Control-Request-Headers", requested_headers);
+            let preflight = send(preflight).await;
+            let case = format!("{method} {requested_headers}: {preflight:?}");
+            assert!((200..300).contains(&preflight.status), "{case}");
             let allowed_origin = preflight.header("access-control-allow-origin");
-            assert!(
-                allowed_origin == Some("*") || allowed_origin == Some(origin),
-                "{preflight:?}"
-            );
-            let methods = preflight
-                .header("access-control-allow-methods")
-                .unwrap_or_default()
-                .to_ascii_uppercase();
-            assert!(methods.contains(method), "{preflight:?}");
-            let headers = preflight
-                .header("access-control-allow-headers")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
+            let origin_allowed = allowed_origin == Some("*") || allowed_origin == Some(origin);
+            assert!(origin_allowed, "{case}");
+            let methods = preflight.header("access-control-allow-methods");
+            let methods = methods.unwrap_or_default().to_ascii_uppercase();
+            assert!(methods.contains(method), "{case}");
+            let headers = preflight.header("access-control-allow-headers");
+            let headers = headers.unwrap_or_default().to_ascii_lowercase();
             for wanted in requested_headers.to_ascii_lowercase().split(',') {
-                assert!(
-                    headers == "*" || headers.contains(wanted),
-                    "{wanted} not allowed: {preflight:?}"
-                );
+                let allowed = headers == "*" || headers.contains(wanted);
+                assert!(allowed, "{wanted} not allowed: {case}");
             }
         }
     }
@@ -171,22 +138,15 @@ async fn cors_allows_any_origin_to_call_with_a_key_header() {
         (Method::GET, user_path, owner, 200),
         (Method::DELETE, r.demo_path(), owner, 204),
     ] {
-        let answer = send(
-            r.request(method.clone(), &path)
-                .header("Origin", origin)
-                .header("X-API-KEY", key),
-        )
-        .await;
+        let request = r.request(method.clone(), &path).header("Origin", origin);
+        let answer = send(request.header("X-API-KEY", key)).await;
         assert_eq!(answer.status, status, "actual {method}: {answer:?}");
-        if status == 403 {
-            answer.assert(status, NO_SUCH_KEY, "actual request");
+        match status {
+            403 => answer.assert(status, NO_SUCH_KEY, "actual request"),
+            204 => answer.assert(status, "", "actual request"),
+            _ => {}
         }
-        if status == 204 {
-            answer.assert(status, "", "actual request");
-        }
-        assert!(
-            answer.header("access-control-allow-origin").is_some(),
-            "{answer:?}"
-        );
+        let allowed = answer.header("access-control-allow-origin").is_some();
+        assert!(allowed, "{answer:?}");
     }
 }

@@ -24,18 +24,13 @@ async fn the_sdks_example_runs_with_both_endings() {
         }
     };
 
-    let got = send(sdk(
-        Method::GET,
-        &format!("/v1.1/instances/demo/users/{user}/"),
-    ))
-    .await;
+    let users = format!("/v1.1/instances/demo/users/{user}/");
+    let got = send(sdk(Method::GET, &users)).await;
     assert_eq!(got.status, 200, "{got:?}");
     let body: serde_json::Value = serde_json::from_str(&got.body).expect("JSON");
     assert_eq!(body["id"], user.get());
-    assert!(
-        body.get("next").is_none() && body.get("profile").is_none(),
-        "{body}"
-    );
+    let sdk_shape = body.get("next").is_none() && body.get("profile").is_none();
+    assert!(sdk_shape, "{body}");
     let got = send(sdk(
         Method::GET,
         &format!("/v1.1/instances/demo/groups/{group}/"),
@@ -43,28 +38,24 @@ async fn the_sdks_example_runs_with_both_endings() {
     .await;
     assert_eq!(got.status, 200, "{got:?}");
 
-    // `user.remove_from_group(group_id=group.id)`, then `group.delete_user(user_id=user.id)`.
-    let from_user = format!("/v1.1/instances/demo/users/{user}/groups/{group}/");
-    let from_group = format!("/v1.1/instances/demo/groups/{group}/users/{user}/");
-    send(sdk(Method::DELETE, &from_user))
-        .await
-        .assert(204, "", "user.remove_from_group");
-    assert!(!r.world.is_member(group, user));
-    send(sdk(Method::DELETE, &from_group)).await.assert(
-        404,
-        NOT_FOUND,
-        "group.delete_user, already removed",
+    // `user.remove_from_group(group_id=group.id)`, then `group.delete_user(user_id=user.id)`;
+    // then, the user a member again, the other way round.
+    let from_user = (format!("{users}groups/{group}/"), "user.remove_from_group");
+    let from_group = (
+        format!("/v1.1/instances/demo/groups/{group}/users/{user}/"),
+        "group.delete_user",
     );
-
-    r.world.add_member("demo", group, user);
-    send(sdk(Method::DELETE, &from_group))
-        .await
-        .assert(204, "", "group.delete_user");
-    assert!(!r.world.is_member(group, user));
-    send(sdk(Method::DELETE, &from_user)).await.assert(
-        404,
-        NOT_FOUND,
-        "user.remove_from_group, already removed",
-    );
+    for (rejoin, (path, call), (again, repeat)) in [
+        (false, &from_user, &from_group),
+        (true, &from_group, &from_user),
+    ] {
+        if rejoin {
+            r.world.add_member("demo", group, user);
+        }
+        send(sdk(Method::DELETE, path)).await.assert(204, "", call);
+        assert!(!r.world.is_member(group, user), "{call}");
+        let repeated = send(sdk(Method::DELETE, again)).await;
+        repeated.assert(404, NOT_FOUND, &format!("{repeat}, already removed"));
+    }
     assert_eq!(r.world.count_events_of(group, user), 2, "one event per 204");
 }

@@ -6,13 +6,8 @@ use super::*;
 #[tokio::test]
 async fn success_is_204_with_an_empty_body_and_forwards_the_request() {
     let h = Harness::start().await;
-    let answer = h
-        .send_with(
-            h.http
-                .delete(format!("{}{}", h.base, member("Demo", "12", "034")))
-                .header("x-api-key", ACCOUNT_KEY),
-        )
-        .await;
+    let request = h.request(Method::DELETE, &member("Demo", "12", "034"));
+    let answer = h.send_with(request.header("x-api-key", ACCOUNT_KEY)).await;
     answer.assert(204, "");
     let seen = h.seen();
     assert_eq!(seen.len(), 1);
@@ -47,19 +42,17 @@ async fn every_reason_maps_to_its_rest_answer() {
 #[tokio::test]
 async fn statuses_without_error_info_map_on_their_code() {
     let h = Harness::start().await;
-    h.delete(&member("bare-internal", "1", "2"))
-        .await
-        .assert(500, SERVER_ERROR);
-    let answer = h.delete(&member("bare-unavailable", "1", "2")).await;
-    answer.assert(503, UNAVAILABLE);
-    assert_eq!(answer.header("retry-after"), Some("1"));
-    h.delete(&member("bare-deadline", "1", "2"))
-        .await
-        .assert(504, TIMED_OUT);
     // A reason is trusted only in this service's domain.
-    h.delete(&member("foreign-domain", "1", "2"))
-        .await
-        .assert(500, SERVER_ERROR);
+    for (instance, status, body, retry_after) in [
+        ("bare-internal", 500, SERVER_ERROR, None),
+        ("bare-unavailable", 503, UNAVAILABLE, Some("1")),
+        ("bare-deadline", 504, TIMED_OUT, None),
+        ("foreign-domain", 500, SERVER_ERROR, None),
+    ] {
+        let answer = h.delete(&member(instance, "1", "2")).await;
+        answer.assert(status, body);
+        assert_eq!(answer.header("retry-after"), retry_after, "{instance}");
+    }
 }
 
 #[tokio::test]
@@ -80,9 +73,8 @@ async fn malformed_ids_answer_in_order_without_calling_the_server() {
         ("%C3%A4", "1", "2", INSTANCE_NOT_FOUND),
         (&"a".repeat(65), "1", "2", INSTANCE_NOT_FOUND),
     ] {
-        h.delete(&member(instance, group, user))
-            .await
-            .assert(404, body);
+        let answer = h.delete(&member(instance, group, user)).await;
+        answer.assert(404, body);
     }
     assert!(h.seen().is_empty(), "the server was called: {:?}", h.seen());
 }
@@ -93,21 +85,21 @@ async fn path_segments_are_percent_decoded() {
     h.delete(&member("de%6Do", "%31", "2"))
         .await
         .assert(204, "");
-    let seen = h.seen();
-    assert_eq!(seen[0].request.instance_name, "demo");
-    assert_eq!(seen[0].request.group_id, 1);
+    let request = &h.seen()[0].request;
+    assert_eq!(
+        (request.instance_name.as_str(), request.group_id),
+        ("demo", 1)
+    );
 }
 
 #[tokio::test]
 async fn v1_alias_and_missing_trailing_slash_are_served() {
     let h = Harness::start().await;
-    for path in [
-        "/v1.1/instances/demo/groups/1/users/2/",
-        "/v1.1/instances/demo/groups/1/users/2",
-        "/v1/instances/demo/groups/1/users/2/",
-        "/v1/instances/demo/groups/1/users/2",
-    ] {
-        h.delete(path).await.assert(204, "");
+    for version in ["v1.1", "v1"] {
+        for ending in ["/", ""] {
+            let path = format!("/{version}/instances/demo/groups/1/users/2{ending}");
+            h.delete(&path).await.assert(204, "");
+        }
     }
     assert_eq!(h.seen().len(), 4);
 }
@@ -116,70 +108,35 @@ async fn v1_alias_and_missing_trailing_slash_are_served() {
 async fn key_sources_first_found_wins() {
     let h = Harness::start().await;
     let url = format!("{}{}", h.base, member("demo", "1", "2"));
+    let token = |key: &str| ("authorization", format!("Token {key}"));
+    let header = |value: &str| ("x-api-key", value.to_owned());
+    // (query, headers, the key forwarded)
+    #[rustfmt::skip]
     let cases = [
         // Header beats query beats Authorization.
-        (
-            h.http
-                .delete(format!("{url}?api_key={OTHER_KEY}&apikey={THIRD_KEY}"))
-                .header("X-API-KEY", ACCOUNT_KEY)
-                .header("authorization", format!("Token {THIRD_KEY}")),
-            Some(ACCOUNT_KEY),
-        ),
-        (
-            h.http
-                .delete(format!("{url}?apikey={THIRD_KEY}&api_key={OTHER_KEY}"))
-                .header("authorization", format!("Token {THIRD_KEY}")),
-            Some(OTHER_KEY),
-        ),
-        (
-            h.http
-                .delete(format!("{url}?apikey={OTHER_KEY}"))
-                .header("authorization", format!("Token {THIRD_KEY}")),
-            Some(OTHER_KEY),
-        ),
-        (
-            h.http
-                .delete(&url)
-                .header("authorization", format!("ApiKey {THIRD_KEY}")),
-            Some(THIRD_KEY),
-        ),
+        (format!("?api_key={OTHER_KEY}&apikey={THIRD_KEY}"), vec![header(ACCOUNT_KEY), token(THIRD_KEY)], Some(ACCOUNT_KEY)),
+        (format!("?apikey={THIRD_KEY}&api_key={OTHER_KEY}"), vec![token(THIRD_KEY)], Some(OTHER_KEY)),
+        (format!("?apikey={OTHER_KEY}"), vec![token(THIRD_KEY)], Some(OTHER_KEY)),
+        (String::new(), vec![("authorization", format!("ApiKey {THIRD_KEY}"))], Some(THIRD_KEY)),
         // Empty values are not given: the next source answers.
-        (
-            h.http
-                .delete(format!("{url}?api_key=&apikey="))
-                .header("x-api-key", "")
-                .header("authorization", format!("Token {THIRD_KEY}")),
-            Some(THIRD_KEY),
-        ),
+        ("?api_key=&apikey=".to_owned(), vec![header(""), token(THIRD_KEY)], Some(THIRD_KEY)),
         // Not a key: forwarded as the malformed marker, never as is.
-        (
-            h.http.delete(&url).header("x-api-key", "not a key"),
-            Some("malformed"),
-        ),
-        (
-            h.http.delete(format!("{url}?api_key=%FF%00")),
-            Some("malformed"),
-        ),
-        (
-            h.http
-                .delete(&url)
-                .header("x-api-key", ACCOUNT_KEY.to_uppercase()),
-            Some("malformed"),
-        ),
+        (String::new(), vec![header("not a key")], Some("malformed")),
+        ("?api_key=%FF%00".to_owned(), vec![], Some("malformed")),
+        (String::new(), vec![header(&ACCOUNT_KEY.to_uppercase())], Some("malformed")),
         // Authorization needs exactly two words.
-        (
-            h.http
-                .delete(&url)
-                .header("authorization", format!("Token {THIRD_KEY} extra")),
-            None,
-        ),
-        (h.http.delete(format!("{url}?x=%zz&&=&;")), None),
+        (String::new(), vec![("authorization", format!("Token {THIRD_KEY} extra"))], None),
+        ("?x=%zz&&=&;".to_owned(), vec![], None),
     ];
     let expected: Vec<_> = cases
         .iter()
-        .map(|(_, key)| key.map(str::to_owned))
+        .map(|(.., key)| key.map(str::to_owned))
         .collect();
-    for (request, _) in cases {
+    for (query, headers, _) in cases {
+        let mut request = h.http.delete(format!("{url}{query}"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
         h.send_with(request).await.assert(204, "");
     }
     let forwarded: Vec<_> = h.seen().into_iter().map(|s| s.api_key).collect();

@@ -9,24 +9,14 @@ async fn server_down_is_a_quick_503() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
-    let (base, _stop) = spawn_gateway(GatewayConfig {
-        server_url: format!("http://{addr}"),
-        ..GatewayConfig::default()
-    })
-    .await;
-    let http = reqwest::Client::new();
+    let h = Harness::start_with(|c| c.server_url = format!("http://{addr}")).await;
     for _ in 0..2 {
         let started = Instant::now();
-        let response = http
-            .delete(format!("{base}{}", member("demo", "1", "2")))
-            .header("x-api-key", ACCOUNT_KEY)
-            .send()
-            .await
-            .unwrap();
+        let request = h.request(Method::DELETE, &member("demo", "1", "2"));
+        let answer = h.send_with(request.header("x-api-key", ACCOUNT_KEY)).await;
         assert!(started.elapsed() < Duration::from_secs(2));
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()["retry-after"], "1");
-        assert_eq!(response.text().await.unwrap(), UNAVAILABLE);
+        answer.assert(503, UNAVAILABLE);
+        assert_eq!(answer.header("retry-after"), Some("1"));
     }
 }
 

@@ -5,13 +5,10 @@ use super::*;
 #[tokio::test]
 async fn other_methods_are_405_with_allow() {
     let h = Harness::start().await;
-    for method in ["PUT", "GET", "POST", "PATCH"] {
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
+    for method in [Method::PUT, Method::GET, Method::POST, Method::PATCH] {
         let answer = h.send(method.clone(), &member("demo", "1", "2")).await;
-        answer.assert(
-            405,
-            &format!(r#"{{"detail":"Method \"{method}\" not allowed."}}"#),
-        );
+        let body = format!(r#"{{"detail":"Method \"{method}\" not allowed."}}"#);
+        answer.assert(405, &body);
         assert_eq!(answer.header("allow"), Some("DELETE, OPTIONS"));
     }
     // HEAD has no body, but the same status and Allow.
@@ -56,22 +53,17 @@ async fn unknown_paths_are_json_404() {
 #[tokio::test]
 async fn cors_preflight_and_actual_request() {
     let h = Harness::start().await;
-    let url = format!("{}{}", h.base, member("demo", "1", "2"));
+    let path = member("demo", "1", "2");
     let preflight = h
-        .send_with(
-            h.http
-                .request(Method::OPTIONS, &url)
-                .header("origin", "https://app.example")
-                .header("access-control-request-method", "DELETE")
-                .header("access-control-request-headers", "x-api-key, x-user-key"),
-        )
-        .await;
+        .request(Method::OPTIONS, &path)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "DELETE")
+        .header("access-control-request-headers", "x-api-key, x-user-key");
+    let preflight = h.send_with(preflight).await;
     assert_eq!(preflight.status, StatusCode::OK, "{preflight:?}");
     assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
-    let methods = preflight
-        .header("access-control-allow-methods")
-        .unwrap()
-        .to_ascii_uppercase();
+    let methods = preflight.header("access-control-allow-methods").unwrap();
+    let methods = methods.to_ascii_uppercase();
     assert!(methods.contains("DELETE"), "{methods}");
     let headers = preflight.header("access-control-allow-headers").unwrap();
     for name in ["x-api-key", "x-user-key", "authorization", "content-type"] {
@@ -79,13 +71,9 @@ async fn cors_preflight_and_actual_request() {
     }
 
     let actual = h
-        .send_with(
-            h.http
-                .delete(&url)
-                .header("origin", "https://app.example")
-                .header("x-api-key", ACCOUNT_KEY),
-        )
-        .await;
+        .request(Method::DELETE, &path)
+        .header("origin", "https://app.example");
+    let actual = h.send_with(actual.header("x-api-key", ACCOUNT_KEY)).await;
     actual.assert(204, "");
     assert_eq!(actual.header("access-control-allow-origin"), Some("*"));
 }

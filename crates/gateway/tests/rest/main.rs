@@ -5,7 +5,6 @@
 //! table, deadlines, rate limit, CORS, JSON everywhere); the real server and database are
 //! exercised end to end elsewhere.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use groups_proto::{GroupMembers, GroupMembersServer, RemoveGroupMemberRequest};
 use reqwest::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinSet;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
@@ -58,12 +58,8 @@ impl GroupMembers for FakeServer {
         &self,
         request: tonic::Request<RemoveGroupMemberRequest>,
     ) -> Result<tonic::Response<()>, Status> {
-        let text = |name: &str| {
-            request
-                .metadata()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
+        let metadata = request.metadata();
+        let text = |name: &str| metadata.get(name).map(|v| v.to_str().unwrap().to_owned());
         let seen = Seen {
             api_key: text("x-api-key"),
             grpc_timeout: text("grpc-timeout"),
@@ -111,8 +107,7 @@ struct Harness {
     base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     http: reqwest::Client,
-    _stop_gateway: oneshot::Sender<()>,
-    _stop_server: oneshot::Sender<()>,
+    _tasks: JoinSet<()>,
 }
 
 impl Harness {
@@ -121,32 +116,31 @@ impl Harness {
     }
 
     async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Self {
-        let fake = FakeServer::default();
+        let (fake, mut tasks) = (FakeServer::default(), JoinSet::new());
         let seen = fake.seen.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        let (stop_server, stopped) = oneshot::channel::<()>();
-        tokio::spawn(
-            Server::builder()
-                .add_service(GroupMembersServer::new(fake))
-                .serve_with_incoming_shutdown(TcpIncoming::from(grpc), async {
-                    stopped.await.ok();
-                }),
-        );
+        let server_url = format!("http://{}", grpc.local_addr().unwrap());
+        let server = Server::builder().add_service(GroupMembersServer::new(fake));
+        tasks.spawn(async move {
+            let _ = server.serve_with_incoming(TcpIncoming::from(grpc)).await;
+        });
 
         let mut config = GatewayConfig {
-            server_url: format!("http://{grpc_addr}"),
+            server_url,
             rate_limit: 0,
             ..GatewayConfig::default()
         };
         configure(&mut config);
-        let (base, stop_gateway) = spawn_gateway(config).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tasks.spawn(async move {
+            let _ = groups_gateway::run(listener, config, std::future::pending()).await;
+        });
         Self {
             base,
             seen,
             http: reqwest::Client::new(),
-            _stop_gateway: stop_gateway,
-            _stop_server: stop_server,
+            _tasks: tasks,
         }
     }
 
@@ -154,9 +148,12 @@ impl Harness {
         self.seen.lock().unwrap().clone()
     }
 
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
     async fn send(&self, method: Method, path: &str) -> Answer {
-        self.send_with(self.http.request(method, format!("{}{path}", self.base)))
-            .await
+        self.send_with(self.request(method, path)).await
     }
 
     async fn delete(&self, path: &str) -> Answer {
@@ -165,25 +162,12 @@ impl Harness {
 
     async fn send_with(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap();
         Answer {
-            status,
-            headers,
-            body,
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap(),
         }
     }
-}
-
-async fn spawn_gateway(config: GatewayConfig) -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(groups_gateway::run(listener, config, async {
-        stopped.await.ok();
-    }));
-    (format!("http://{addr}"), stop)
 }
 
 #[derive(Debug)]

@@ -1,11 +1,6 @@
-//! `groups-server` as a gRPC caller sees it: the real binary on port 0 over a real PostgreSQL,
-//! by topic. The SPEC table (`groups_testkit::spec`: every row of every table of SPEC.md, the
-//! order of checks, isolation) runs in `spec`; around it, what a table cannot say: where keys
-//! travel, concurrent removals, undecodable and oversized input, outages and deadlines, health
-//! and reflection, keys kept out of logs.
-//!
-//! Assertions are on what a caller sees (code, `ErrorInfo`, `BadRequest`, `RetryInfo`) and on
-//! the rows left in the tables.
+//! `groups-server` as a gRPC caller sees it (the real binary on port 0 over a real PostgreSQL),
+//! by topic: the SPEC table (`groups_testkit::spec`) in `spec`, and around it what a table
+//! cannot say. Assertions are on what a caller sees and on the rows left in the tables.
 
 mod concurrency;
 mod health;
@@ -40,6 +35,20 @@ impl Grpc {
     async fn start() -> Self {
         let world = World::new();
         let server = spawn_server(world.url(), &[]);
+        Self::of(world, server).await
+    }
+
+    /// With the server's database connections going through a fault proxy.
+    async fn behind_proxy(args: &[&str]) -> (FaultProxy, Self) {
+        let world = World::new();
+        let proxy = FaultProxy::start(world.db.server_addr());
+        let server = ServiceCommand::server(&world.db.url_via(proxy.addr()))
+            .args(args)
+            .spawn();
+        (proxy, Self::of(world, server).await)
+    }
+
+    async fn of(world: World, server: ServiceProcess) -> Self {
         let client = GroupMembersClient::new(channel(&server).await);
         Self {
             world,
@@ -57,7 +66,7 @@ impl Grpc {
         key: Option<&str>,
     ) -> Result<(), Status> {
         let metadata: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
-        self.send(request(instance, group, user), &metadata).await
+        send(&self.client, request(instance, group, user), &metadata).await
     }
 
     /// `RemoveGroupMember` of the demo user from the demo group.
@@ -65,14 +74,6 @@ impl Grpc {
         let demo = &self.world.demo;
         self.remove("demo", demo.group.get(), demo.user.get(), key)
             .await
-    }
-
-    async fn send(
-        &self,
-        message: RemoveGroupMemberRequest,
-        metadata: &[(&str, &str)],
-    ) -> Result<(), Status> {
-        send(&self.client, message, metadata).await
     }
 
     /// A fresh user of "demo" made a member of the demo group.
@@ -96,8 +97,7 @@ fn request(instance: &str, group: i64, user: i64) -> RemoveGroupMemberRequest {
         instance_name: instance.to_owned(),
         group_id: group,
         user_id: user,
-        allow_missing: false,
-        parent: 0,
+        ..Default::default()
     }
 }
 
@@ -118,18 +118,15 @@ async fn send(
     metadata: &[(&str, &str)],
 ) -> Result<(), Status> {
     let mut client = client.clone();
-    client
-        .remove_group_member(with_metadata(message, metadata))
-        .await
-        .map(drop)
+    let answer = client.remove_group_member(with_metadata(message, metadata));
+    answer.await.map(drop)
 }
 
 /// Asserts an error with `code` and `ErrorInfo { reason, domain: "groups.v1" }`; returns it.
 #[track_caller]
 fn expect_error(result: Result<(), Status>, code: Code, reason: &str, case: &str) -> Status {
-    let status = match result {
-        Ok(()) => panic!("{case}: succeeded, expected {code:?} {reason}"),
-        Err(status) => status,
+    let Err(status) = result else {
+        panic!("{case}: succeeded, expected {code:?} {reason}")
     };
     assert_eq!(status.code(), code, "{case}: {status:?}");
     let info = status
@@ -138,13 +135,4 @@ fn expect_error(result: Result<(), Status>, code: Code, reason: &str, case: &str
     assert_eq!(info.reason, reason, "{case}: {status:?}");
     assert_eq!(info.domain, "groups.v1", "{case}: {status:?}");
     status
-}
-
-/// A server whose database connections go through a fault proxy.
-fn server_behind_proxy(world: &World, args: &[&str]) -> (FaultProxy, ServiceProcess) {
-    let proxy = FaultProxy::start(world.db.server_addr());
-    let server = ServiceCommand::server(&world.db.url_via(proxy.addr()))
-        .args(args)
-        .spawn();
-    (proxy, server)
 }

@@ -7,9 +7,7 @@ use tonic::codegen::{Bytes, http};
 
 const METHOD_PATH: &str = "/groups.v1.GroupMembers/RemoveGroupMember";
 
-/// One gRPC call over a bare HTTP/2 connection: the request body is sent exactly as given
-/// (so it may be no valid gRPC message at all), and no client-side deadline is enforced.
-/// Returns `grpc-status` and `grpc-message` from the trailers (or a trailers-only response).
+/// One call to `RemoveGroupMember`: the status from the trailers (or a trailers-only answer).
 pub(crate) async fn raw_call(
     addr: SocketAddr,
     extra_headers: &[(&str, &str)],

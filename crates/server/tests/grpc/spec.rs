@@ -11,7 +11,7 @@ use groups_proto::{
     RemoveGroupMemberRequest, Timestamp,
 };
 use groups_testkit::spec::{
-    self, ExpectedGroup, ExpectedGrpc, ExpectedUser, GrpcRequest, Operation, Suite,
+    self, Edge, ExpectedGroup, ExpectedGrpc, ExpectedUser, GrpcRequest, Operation, Suite,
 };
 use groups_testkit::{ServiceProcess, spawn_server};
 use tokio::sync::OnceCell;
@@ -27,20 +27,14 @@ groups_testkit::spec_tests!(run);
 
 /// Runs the operation's gRPC cases and reports every one that failed.
 async fn run(operation: Operation) {
-    let (_turn, suite) = spec::take_turn(&SUITE, |fixture| spawn_server(fixture.url(), &[])).await;
+    let (_turn, suite) =
+        spec::take_turn(&SUITE, |fixture| spawn_server(fixture.world().url(), &[])).await;
     let channel = channel(&suite.service).await;
-    let cases = spec::cases_answered(operation, |case| case.expect.grpc.is_some());
-    let mut failures = Vec::new();
-    for case in &cases {
-        let prepared = suite.fixture.prepare(case);
-        let expected = prepared.expected_grpc();
+    let send = async |prepared: &spec::Prepared<'_>| {
         let answer = call(&channel, operation, prepared.grpc()).await;
-        let verdict = judge(answer, &expected).and_then(|()| suite.fixture.verify(&prepared));
-        if let Err(why) = verdict {
-            failures.push(format!("{}: {why}", case.name));
-        }
-    }
-    spec::assert_no_failures(&failures, cases.len(), "gRPC", operation);
+        judge(answer, &prepared.expected_grpc())
+    };
+    suite.run(Edge::Grpc, operation, send).await;
 }
 
 /// What a call returned.
@@ -54,126 +48,89 @@ enum Answer {
 
 async fn call(channel: &Channel, operation: Operation, r: GrpcRequest) -> Result<Answer, Status> {
     let metadata: Vec<(&str, &str)> = r.metadata.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let instance_name = r.instance_name;
+    // `Client.method(Message { fields of the request }) => how the answer is wrapped`.
+    macro_rules! call {
+        ($client:ident.$method:ident($message:ident { $($field:ident),* }) => $answer:expr) => {{
+            let message = $message { $($field: r.$field),* };
+            let mut client = $client::new(channel.clone());
+            let answer = client.$method(with_metadata(message, &metadata)).await;
+            answer.map(|answer| $answer(answer.into_inner()))
+        }};
+    }
     match operation {
-        Operation::RemoveFromGroup | Operation::RemoveFromUser => {
-            let message = RemoveGroupMemberRequest {
-                instance_name,
-                group_id: r.group_id,
-                user_id: r.user_id,
-                allow_missing: r.allow_missing,
-                parent: r.parent,
-            };
-            let mut client = GroupMembersClient::new(channel.clone());
-            let answer = client.remove_group_member(with_metadata(message, &metadata));
-            answer.await.map(|_| Answer::Empty)
-        }
-        Operation::GetUser => {
-            let message = GetUserRequest {
-                instance_name,
-                user_id: r.user_id,
-            };
-            let mut client = DirectoryClient::new(channel.clone());
-            let answer = client.get_user(with_metadata(message, &metadata)).await;
-            answer.map(|user| Answer::User(user.into_inner()))
-        }
-        Operation::GetGroup => {
-            let message = GetGroupRequest {
-                instance_name,
-                group_id: r.group_id,
-            };
-            let mut client = DirectoryClient::new(channel.clone());
-            let answer = client.get_group(with_metadata(message, &metadata)).await;
-            answer.map(|group| Answer::Group(group.into_inner()))
-        }
-        Operation::ListEvents => {
-            let message = ListMembershipEventsRequest {
-                instance_name,
-                group_id: r.group_id,
-                user_id: r.user_id,
-                page_size: r.page_size,
-                page_token: r.page_token,
-            };
-            let mut client = AuditClient::new(channel.clone());
-            let answer = client.list_membership_events(with_metadata(message, &metadata));
-            answer.await.map(|page| Answer::Events(page.into_inner()))
-        }
+        Operation::RemoveFromGroup | Operation::RemoveFromUser => call!(
+            GroupMembersClient.remove_group_member(RemoveGroupMemberRequest {
+                instance_name, group_id, user_id, allow_missing, parent
+            }) => |()| Answer::Empty
+        ),
+        Operation::GetUser => call!(
+            DirectoryClient.get_user(GetUserRequest { instance_name, user_id }) => Answer::User
+        ),
+        Operation::GetGroup => call!(
+            DirectoryClient.get_group(GetGroupRequest { instance_name, group_id }) => Answer::Group
+        ),
+        Operation::ListEvents => call!(
+            AuditClient.list_membership_events(ListMembershipEventsRequest {
+                instance_name, group_id, user_id, page_size, page_token
+            }) => Answer::Events
+        ),
     }
 }
 
 /// Whether the answer is exactly the one expected.
 fn judge(answer: Result<Answer, Status>, expected: &ExpectedGrpc) -> Result<(), String> {
-    match (expected, answer) {
-        (ExpectedGrpc::Empty, Ok(Answer::Empty)) => Ok(()),
-        (ExpectedGrpc::User(want), Ok(Answer::User(got))) => same(user(want), got),
-        (ExpectedGrpc::Group(want), Ok(Answer::Group(got))) => same(group(want), got),
+    let right = match (expected, &answer) {
+        (ExpectedGrpc::Empty, Ok(Answer::Empty)) => true,
+        (ExpectedGrpc::User(want), Ok(Answer::User(got))) => user(want) == *got,
+        (ExpectedGrpc::Group(want), Ok(Answer::Group(got))) => group(want) == *got,
         (ExpectedGrpc::Events(want), Ok(Answer::Events(got))) => {
-            let page = ListMembershipEventsResponse {
-                events: want.iter().map(event).collect(),
-                next_page_token: String::new(),
-            };
-            same(page, got)
+            let events = want.iter().map(event).collect();
+            let next_page_token = String::new();
+            *got == ListMembershipEventsResponse {
+                events,
+                next_page_token,
+            }
         }
-        (ExpectedGrpc::Error { code, reason }, Err(status)) => exactly(&status, *code, reason),
-        (ExpectedGrpc::Invalid(fields), Err(status)) => invalid(&status, fields),
-        (expected, got) => Err(format!("expected {expected:?}, got {got:?}")),
-    }
-}
-
-fn same<T: PartialEq + std::fmt::Debug>(wanted: T, got: T) -> Result<(), String> {
-    if wanted == got {
-        Ok(())
-    } else {
-        Err(format!("expected {wanted:?}, got {got:?}"))
+        (ExpectedGrpc::Error { code, reason }, Err(status)) => exactly(status, *code, reason),
+        (ExpectedGrpc::Invalid(fields), Err(status)) => invalid(status, fields),
+        _ => false,
+    };
+    match answer {
+        _ if right => Ok(()),
+        Ok(got) => Err(format!("expected {expected:?}, got {got:?}")),
+        Err(status) => Err(format!(
+            "expected {expected:?}, got {:?} {:?} with {:?}",
+            status.code(),
+            status.message(),
+            status.get_error_details()
+        )),
     }
 }
 
 /// The error, to the byte: code, the reason's text as message, and `ErrorInfo` alone in the
 /// details. A foreign or deleted row is thereby answered exactly as a missing one.
-fn exactly(status: &Status, code: Code, reason: &str) -> Result<(), String> {
-    let detail = Reason::parse(reason)
-        .unwrap_or_else(|| panic!("{reason} is no reason"))
-        .detail();
-    let details = ErrorDetails::with_error_info(reason, Reason::DOMAIN, HashMap::new());
-    let wanted = Status::with_error_details(code, detail, details);
-    let right =
-        status.code() == code && status.message() == detail && status.details() == wanted.details();
-    if right {
-        Ok(())
-    } else {
-        Err(format!(
-            "expected {code:?} {reason} {detail:?} and ErrorInfo alone, got {:?} {:?} with {:?}",
-            status.code(),
-            status.message(),
-            status.get_error_details()
-        ))
-    }
+fn exactly(status: &Status, code: Code, reason: &str) -> bool {
+    let reason_text = Reason::parse(reason).unwrap_or_else(|| panic!("{reason} is no reason"));
+    let (message, details) = (
+        reason_text.detail(),
+        ErrorDetails::with_error_info(reason, Reason::DOMAIN, HashMap::new()),
+    );
+    let wanted = Status::with_error_details(code, message, details);
+    (status.code(), status.message(), status.details()) == (code, message, wanted.details())
 }
 
 /// INVALID_ARGUMENT with `ErrorInfo` and a `BadRequest` naming exactly these fields, each
 /// with a description.
-fn invalid(status: &Status, fields: &[&str]) -> Result<(), String> {
+fn invalid(status: &Status, fields: &[&str]) -> bool {
     let info = status.get_details_error_info();
-    let violations = status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations)
-        .unwrap_or_default();
+    let bad = status.get_details_bad_request();
+    let violations = bad.map(|bad| bad.field_violations).unwrap_or_default();
     let mut reported: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
     reported.sort_unstable();
-    let right = status.code() == Code::InvalidArgument
+    status.code() == Code::InvalidArgument
         && info.is_some_and(|i| i.reason == "INVALID_ARGUMENT" && i.domain == Reason::DOMAIN)
         && reported == fields
-        && violations.iter().all(|v| !v.description.is_empty());
-    if right {
-        Ok(())
-    } else {
-        Err(format!(
-            "expected INVALID_ARGUMENT on {fields:?}, got {:?} {:?} with {:?}",
-            status.code(),
-            status.message(),
-            status.get_error_details()
-        ))
-    }
+        && violations.iter().all(|v| !v.description.is_empty())
 }
 
 fn group(group: &ExpectedGroup) -> groups_proto::Group {

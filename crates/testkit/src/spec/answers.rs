@@ -1,7 +1,7 @@
 //! What a case must get on each edge: the gRPC and REST answers, SPEC.md's rows as pairs of
 //! them, and whether the case removes its membership.
 
-use tonic::Code;
+use tonic::Code::{self, NotFound, PermissionDenied, Unauthenticated};
 
 /// What a gRPC caller must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,26 +28,20 @@ pub enum Rest {
     Detail(u16, &'static str),
 }
 
+/// SPEC.md's REST answers, word for word.
 impl Rest {
-    /// SPEC.md's REST answers, word for word.
     pub const INSTANCE_NOT_FOUND: Rest = Rest::Detail(404, "Instance was not found.");
-    /// See [`Rest::INSTANCE_NOT_FOUND`].
     pub const NO_PERMISSION: Rest =
         Rest::Detail(403, "You do not have permission to perform this action.");
-    /// See [`Rest::INSTANCE_NOT_FOUND`].
     pub const NO_SUCH_KEY: Rest = Rest::Detail(403, "No such API Key.");
-    /// See [`Rest::INSTANCE_NOT_FOUND`].
     pub const GROUP_NOT_FOUND: Rest = Rest::Detail(404, "Group was not found.");
-    /// See [`Rest::INSTANCE_NOT_FOUND`].
     pub const USER_NOT_FOUND: Rest = Rest::Detail(404, "User was not found.");
-    /// See [`Rest::INSTANCE_NOT_FOUND`].
     pub const NOT_FOUND: Rest = Rest::Detail(404, "Not found");
-    /// See [`Rest::INSTANCE_NOT_FOUND`].
     pub const BAD_PAGE: Rest = Rest::Detail(400, "Incorrect page parameter provided.");
 }
 
 /// What a case must get on each edge it runs on, and whether it removes its membership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expect {
     /// The gRPC answer; `None`: the case is not sent over gRPC.
     pub grpc: Option<Grpc>,
@@ -57,53 +51,41 @@ pub struct Expect {
     pub removes: bool,
 }
 
-const fn both(code: Code, reason: &'static str, rest: Rest) -> Expect {
+const fn both(grpc: Grpc, rest: Rest) -> Expect {
     Expect {
-        grpc: Some(Grpc::Error(code, reason)),
+        grpc: Some(grpc),
         rest: Some(rest),
         removes: false,
     }
 }
 
+const fn error(code: Code, reason: &'static str, rest: Rest) -> Expect {
+    both(Grpc::Error(code, reason), rest)
+}
+
 /// Check 8 of the removals: OK / 204, the membership gone.
 pub const REMOVED: Expect = Expect {
-    grpc: Some(Grpc::Ok),
-    rest: Some(Rest::NoContent),
     removes: true,
+    ..both(Grpc::Ok, Rest::NoContent)
 };
 /// The reads' and the listing's success: the object / page.
-pub const FOUND: Expect = Expect {
-    grpc: Some(Grpc::Found),
-    rest: Some(Rest::Found),
-    removes: false,
-};
+pub const FOUND: Expect = both(Grpc::Found, Rest::Found);
 /// Check 2.
-pub const INSTANCE_NOT_FOUND: Expect = both(
-    Code::NotFound,
-    "INSTANCE_NOT_FOUND",
-    Rest::INSTANCE_NOT_FOUND,
-);
+pub const INSTANCE_NOT_FOUND: Expect =
+    error(NotFound, "INSTANCE_NOT_FOUND", Rest::INSTANCE_NOT_FOUND);
 /// Check 3.
-pub const NO_KEY: Expect = both(
-    Code::Unauthenticated,
-    "API_KEY_MISSING",
-    Rest::NO_PERMISSION,
-);
+pub const NO_KEY: Expect = error(Unauthenticated, "API_KEY_MISSING", Rest::NO_PERMISSION);
 /// Check 4.
-pub const BAD_KEY: Expect = both(Code::Unauthenticated, "API_KEY_INVALID", Rest::NO_SUCH_KEY);
+pub const BAD_KEY: Expect = error(Unauthenticated, "API_KEY_INVALID", Rest::NO_SUCH_KEY);
 /// Check 5.
-pub const DENIED: Expect = both(
-    Code::PermissionDenied,
-    "PERMISSION_DENIED",
-    Rest::NO_PERMISSION,
-);
+pub const DENIED: Expect = error(PermissionDenied, "PERMISSION_DENIED", Rest::NO_PERMISSION);
 /// The group-side removal's check 6.
-pub const GROUP_NOT_FOUND: Expect = both(Code::NotFound, "GROUP_NOT_FOUND", Rest::GROUP_NOT_FOUND);
+pub const GROUP_NOT_FOUND: Expect = error(NotFound, "GROUP_NOT_FOUND", Rest::GROUP_NOT_FOUND);
 /// The user-side removal's check 6.
-pub const USER_NOT_FOUND: Expect = both(Code::NotFound, "USER_NOT_FOUND", Rest::USER_NOT_FOUND);
+pub const USER_NOT_FOUND: Expect = error(NotFound, "USER_NOT_FOUND", Rest::USER_NOT_FOUND);
 /// The removals' check 7.
-pub const NOT_A_MEMBER: Expect = both(Code::NotFound, "MEMBERSHIP_NOT_FOUND", Rest::NOT_FOUND);
+pub const NOT_A_MEMBER: Expect = error(NotFound, "MEMBERSHIP_NOT_FOUND", Rest::NOT_FOUND);
 /// GET user's check 6.
-pub const NO_SUCH_USER: Expect = both(Code::NotFound, "USER_NOT_FOUND", Rest::NOT_FOUND);
+pub const NO_SUCH_USER: Expect = error(NotFound, "USER_NOT_FOUND", Rest::NOT_FOUND);
 /// GET group's check 6.
-pub const NO_SUCH_GROUP: Expect = both(Code::NotFound, "GROUP_NOT_FOUND", Rest::NOT_FOUND);
+pub const NO_SUCH_GROUP: Expect = error(NotFound, "GROUP_NOT_FOUND", Rest::NOT_FOUND);

@@ -13,7 +13,8 @@ use groups_core::{
 };
 use groups_store::Removal;
 
-use super::{Key, Row};
+use super::Key;
+use super::Row::{self, DemoGroup, SecondGroup, ThirdGroup};
 use crate::World;
 
 /// The request id of the removals made while the fixture is built (the trail's first events).
@@ -22,38 +23,22 @@ pub(super) const FIXTURE_REQUEST_ID: &str = "spec-fixture-removal";
 /// A live group as the reads must return it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedGroup {
-    /// Its id.
     pub id: i64,
-    /// Its optional name.
     pub name: Option<String>,
-    /// Its label.
     pub label: String,
-    /// Its description.
     pub description: String,
 }
 
 /// A user as `GetUser` must return them: live groups only, ordered by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedUser {
-    /// Its id.
     pub id: i64,
-    /// Its username.
     pub username: String,
-    /// Its live groups, ordered by id.
     pub groups: Vec<ExpectedGroup>,
 }
 
-/// The fixture: a [`World`] with
-///
-/// - instance `demo`: its owner; admins with role full, write and read on it, one with no role,
-///   and inactive ones (write, full, read); API keys with and without `ignore_acl`, and revoked
-///   ones; groups `demo-group` (members `demo-user` and every fresh user), `second` (a name and
-///   a description; members `demo-user` and every fresh user), `third` (member `demo-user`), a
-///   deleted group (its membership of `demo-user` left behind) and `audited`, which `former`
-///   was removed from (one event); and `loner`, in no group;
-/// - instance `other`: its owner, group, user and membership, an admin with role full there
-///   and an API key of it, and one removal in its trail;
-/// - instance `dormant`: its owner deactivated.
+/// The fixture: a [`World`] with instances `demo`, `other` and `dormant`, holding every
+/// [`Row`] and [`Key`] a case names; `other`'s trail holds one removal too.
 pub struct SpecWorld {
     world: World,
     rows: HashMap<Row, i64>,
@@ -62,7 +47,7 @@ pub struct SpecWorld {
     actors: HashMap<Key, (i64, Role)>,
     groups: HashMap<Row, ExpectedGroup>,
     /// Username and live groups of the users reads return.
-    users: HashMap<Row, (String, Vec<Row>)>,
+    users: HashMap<Row, (&'static str, &'static [Row])>,
     next_fresh: AtomicU64,
     conn: Mutex<PgConnection>,
 }
@@ -94,61 +79,39 @@ impl SpecWorld {
         let loner = world.add_user("demo", "loner");
 
         let other = world.add_instance("other");
-        let other_former = world.add_user("other", "other-former");
-        world.add_member("other", other.group, other_former);
-        remove(
-            &mut conn,
-            "other",
-            &other.owner.key,
-            other.group,
-            other_former,
-        );
+        let gone = world.add_user("other", "other-former");
+        world.add_member("other", other.group, gone);
+        remove(&mut conn, "other", &other.owner.key, other.group, gone);
         let dormant = world.add_instance("dormant");
         world.deactivate_admin(&dormant.owner.email);
 
         let full = world.add_admin("demo", Some(Role::Full));
         let write = world.add_admin("demo", Some(Role::Write));
         let owner = &demo.owner.key;
+        let admin = |instance, role| world.add_admin(instance, role).key;
+        let inactive = |role| world.add_inactive_admin("demo", Some(role)).key;
+        let api_key = |instance, ignore_acl| world.add_api_key(instance, ignore_acl).key;
+        let revoked = |ignore_acl| world.add_revoked_api_key("demo", ignore_acl).key;
+        let unknown = |last: char| format!("0123456789abcdef0123456789abcdef0123456{last}");
         let keys = HashMap::from([
             (Key::Owner, owner.clone()),
             (Key::Full, full.key.clone()),
             (Key::Write, write.key.clone()),
-            (Key::Read, world.add_admin("demo", Some(Role::Read)).key),
-            (Key::NoRole, world.add_admin("demo", None).key),
-            (
-                Key::RoleElsewhere,
-                world.add_admin("other", Some(Role::Full)).key,
-            ),
+            (Key::Read, admin("demo", Some(Role::Read))),
+            (Key::NoRole, admin("demo", None)),
+            (Key::RoleElsewhere, admin("other", Some(Role::Full))),
             (Key::OtherOwner, other.owner.key.clone()),
             (Key::DormantOwner, dormant.owner.key.clone()),
-            (Key::ApiKey, world.add_api_key("demo", false).key),
-            (Key::ApiKeyIgnoreAcl, world.add_api_key("demo", true).key),
-            (Key::Revoked, world.add_revoked_api_key("demo", false).key),
-            (
-                Key::RevokedIgnoreAcl,
-                world.add_revoked_api_key("demo", true).key,
-            ),
-            (
-                Key::InactiveWrite,
-                world.add_inactive_admin("demo", Some(Role::Write)).key,
-            ),
-            (
-                Key::InactiveFull,
-                world.add_inactive_admin("demo", Some(Role::Full)).key,
-            ),
-            (
-                Key::InactiveRead,
-                world.add_inactive_admin("demo", Some(Role::Read)).key,
-            ),
-            (Key::OtherApiKey, world.add_api_key("other", true).key),
-            (
-                Key::UnknownAccount,
-                "0123456789abcdef0123456789abcdef01234560".to_owned(),
-            ),
-            (
-                Key::UnknownApi,
-                "0123456789abcdef0123456789abcdef01234561".to_owned(),
-            ),
+            (Key::ApiKey, api_key("demo", false)),
+            (Key::ApiKeyIgnoreAcl, api_key("demo", true)),
+            (Key::Revoked, revoked(false)),
+            (Key::RevokedIgnoreAcl, revoked(true)),
+            (Key::InactiveWrite, inactive(Role::Write)),
+            (Key::InactiveFull, inactive(Role::Full)),
+            (Key::InactiveRead, inactive(Role::Read)),
+            (Key::OtherApiKey, api_key("other", true)),
+            (Key::UnknownAccount, unknown('0')),
+            (Key::UnknownApi, unknown('1')),
             (Key::OwnerTruncated, owner[..39].to_owned()),
             (Key::OwnerExtended, format!("{owner}0")),
             (Key::OwnerUpperCase, owner.to_uppercase()),
@@ -195,16 +158,13 @@ impl SpecWorld {
             (Row::ThirdGroup, group(third, "third", None, "")),
             (Row::AuditedGroup, group(audited, "audited", None, "")),
         ]);
-        let users = HashMap::from([
+        let users: HashMap<Row, (&str, &[Row])> = HashMap::from([
             (
                 Row::DemoUser,
-                (
-                    "demo-user".to_owned(),
-                    vec![Row::ThirdGroup, Row::SecondGroup, Row::DemoGroup],
-                ),
+                ("demo-user", &[ThirdGroup, SecondGroup, DemoGroup][..]),
             ),
-            (Row::Loner, ("loner".to_owned(), vec![])),
-            (Row::FormerMember, ("former".to_owned(), vec![])),
+            (Row::Loner, ("loner", &[][..])),
+            (Row::FormerMember, ("former", &[][..])),
         ]);
         let spec = Self {
             world,
@@ -224,11 +184,6 @@ impl SpecWorld {
             && event.request_id == FIXTURE_REQUEST_ID);
         assert!(written, "groups-testkit: the fixture's event: {trail:?}");
         spec
-    }
-
-    /// The database's URL, for the server.
-    pub fn url(&self) -> &str {
-        self.world.url()
     }
 
     /// The world underneath, for what the table does not cover.
@@ -282,13 +237,12 @@ impl SpecWorld {
             .users
             .get(&row)
             .unwrap_or_else(|| panic!("groups-testkit: {row:?} is not a user reads return"));
-        let mut groups: Vec<ExpectedGroup> =
-            groups.iter().map(|g| self.expected_group(*g)).collect();
+        let mut groups: Vec<_> = groups.iter().map(|g| self.expected_group(*g)).collect();
         // SPEC: "ordered by id".
         groups.sort_by_key(|g| g.id);
         ExpectedUser {
             id: self.row(row),
-            username: username.clone(),
+            username: (*username).to_owned(),
             groups,
         }
     }
@@ -324,7 +278,6 @@ impl Default for SpecWorld {
 impl std::fmt::Debug for SpecWorld {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpecWorld")
-            .field("world", &self.world)
             .field("rows", &self.rows)
             .finish_non_exhaustive()
     }

@@ -9,29 +9,22 @@ use groups_core::{MembershipEvent, PageToken, Snapshot};
 use tonic::Code;
 
 use super::fixture::{ExpectedGroup, ExpectedUser, SpecWorld};
-use super::{Case, Credential, Grpc, Id, Instance, Key, Operation, Rest, Row, Token};
+use super::{Case, Credential, Grpc, Id, Instance, Operation, Rest, Row, Token};
 
 /// Events per page when a listing does not say (both edges).
 const DEFAULT_PAGE_SIZE: u32 = 50;
 /// gRPC reads a larger page size as this.
-const MAX_GRPC_PAGE_SIZE: u32 = 1000;
+const GRPC_MAX_PAGE: u32 = 1000;
 
-/// A gRPC request, field by field (each method reads the fields it has).
+/// A gRPC request, field by field (each method reads the fields it has; 0 or empty: not given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcRequest {
-    /// `instance_name`.
     pub instance_name: String,
-    /// `group_id` (0: not given).
     pub group_id: i64,
-    /// `user_id` (0: not given).
     pub user_id: i64,
-    /// `allow_missing`.
     pub allow_missing: bool,
-    /// `parent`, raw.
     pub parent: i32,
-    /// `page_size`.
     pub page_size: i32,
-    /// `page_token`.
     pub page_token: String,
     /// Metadata to send, in order.
     pub metadata: Vec<(&'static str, String)>,
@@ -44,7 +37,6 @@ pub struct RestRequest {
     pub method: &'static str,
     /// Path and query, exactly as sent.
     pub path: String,
-    /// Headers to send.
     pub headers: Vec<(&'static str, String)>,
 }
 
@@ -53,34 +45,21 @@ pub struct RestRequest {
 pub enum ExpectedGrpc {
     /// OK, `Empty`.
     Empty,
-    /// OK, this user.
     User(ExpectedUser),
-    /// OK, this group.
     Group(ExpectedGroup),
     /// OK, these events (newest first) and no next page token.
     Events(Vec<MembershipEvent>),
     /// An error with this code and `ErrorInfo` reason.
     Error {
-        /// The status code.
         code: Code,
-        /// The `ErrorInfo` reason.
         reason: &'static str,
     },
     /// INVALID_ARGUMENT with `BadRequest` naming these fields (sorted).
     Invalid(Vec<&'static str>),
 }
 
-/// The REST answer a case must get: the status and the exact body (empty for 204).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpectedRest {
-    /// The status.
-    pub status: u16,
-    /// The exact body.
-    pub body: String,
-}
-
 /// The rows a case is judged on, counted before and after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 struct Rows {
     #[diesel(sql_type = BigInt)]
     users: i64,
@@ -93,7 +72,10 @@ struct Rows {
     /// The case's membership exists.
     #[diesel(sql_type = Bool)]
     target: bool,
-    /// The same user's membership of `SecondGroup` (a fresh user's other group) exists.
+    /// `admin:role` of each event of the case's membership, oldest first.
+    #[diesel(sql_type = Text)]
+    actors: String,
+    /// A fresh user's membership of `SecondGroup`, their other group, exists.
     #[diesel(sql_type = Bool)]
     neighbour: bool,
 }
@@ -102,13 +84,12 @@ struct Rows {
 #[derive(Debug)]
 pub struct Prepared<'a> {
     world: &'a SpecWorld,
-    /// The case.
     pub case: &'a Case,
     /// The ids the case names (the fresh user made for it), when they name one.
     group: Option<i64>,
     user: Option<i64>,
-    /// A fresh user's other membership.
-    neighbour: Option<(i64, i64)>,
+    /// `SecondGroup` when the user is a fresh one, whose other membership must stay.
+    neighbour: Option<i64>,
     before: Rows,
 }
 
@@ -123,8 +104,8 @@ impl SpecWorld {
             (None, _) => None,
         };
         let (group, user) = (number(case.group), number(case.user));
-        let neighbour = fresh.map(|user| (self.row(Row::SecondGroup), user));
-        let before = self.snapshot((group, user), neighbour);
+        let neighbour = fresh.map(|_| self.row(Row::SecondGroup));
+        let before = self.snapshot(group, user, neighbour);
         if case.expect.removes {
             assert!(before.target, "{}: nothing to remove", case.name);
         }
@@ -142,151 +123,110 @@ impl SpecWorld {
     /// recording its actor, and nothing else changed, when it removes; nothing changed at all
     /// otherwise.
     pub fn verify(&self, prepared: &Prepared<'_>) -> Result<(), String> {
-        let after = self.snapshot((prepared.group, prepared.user), prepared.neighbour);
-        let before = prepared.before;
-        let case = prepared.case;
+        let after = self.snapshot(prepared.group, prepared.user, prepared.neighbour);
+        let (case, before) = (prepared.case, prepared.before.clone());
         let wanted = if case.expect.removes {
+            let key = case.credential.key().expect("a removal presents a key");
+            let (admin, role) = self
+                .actor(key)
+                .unwrap_or_else(|| panic!("{}: {key:?} may not remove members", case.name));
             Rows {
                 memberships: before.memberships - 1,
                 events: before.events + 1,
                 target: false,
+                actors: format!("{admin}:{}", role.as_str()),
                 ..before
             }
         } else {
             before
         };
-        if after != wanted {
-            return Err(format!("rows: expected {wanted:?}, found {after:?}"));
+        if after == wanted {
+            Ok(())
+        } else {
+            Err(format!("rows: expected {wanted:?}, found {after:?}"))
         }
-        if case.expect.removes {
-            let key = case.credential.key().expect("a removal presents a key");
-            let (admin, role) = self
-                .actor(key)
-                .unwrap_or_else(|| panic!("{}: {key:?} may not remove members", case.name));
-            let (group, user) = (prepared.group.unwrap_or(0), prepared.user.unwrap_or(0));
-            let recorded = self.actors_of(group, user);
-            if recorded != [(admin, role.as_str().to_owned())] {
-                return Err(format!(
-                    "events of {group}/{user}: expected one by admin {admin} ({role:?}), found {recorded:?}"
-                ));
-            }
-        }
-        Ok(())
     }
 
-    fn snapshot(
-        &self,
-        (group, user): (Option<i64>, Option<i64>),
-        neighbour: Option<(i64, i64)>,
-    ) -> Rows {
-        let (group, user) = (group.unwrap_or(-1), user.unwrap_or(-1));
-        let (other_group, other_user) = neighbour.unwrap_or((-1, -1));
+    fn snapshot(&self, group: Option<i64>, user: Option<i64>, neighbour: Option<i64>) -> Rows {
         diesel::sql_query(
             "SELECT (SELECT count(*) FROM users) AS users, \
                     (SELECT count(*) FROM groups) AS groups, \
                     (SELECT count(*) FROM memberships) AS memberships, \
                     (SELECT count(*) FROM membership_events) AS events, \
                     EXISTS (SELECT 1 FROM memberships WHERE group_id = $1 AND user_id = $2) AS target, \
-                    EXISTS (SELECT 1 FROM memberships WHERE group_id = $3 AND user_id = $4) AS neighbour",
+                    (SELECT coalesce(string_agg(actor_admin_id || ':' || actor_role, ',' ORDER BY id), '') \
+                     FROM membership_events WHERE group_id = $1 AND user_id = $2) AS actors, \
+                    EXISTS (SELECT 1 FROM memberships WHERE group_id = $3 AND user_id = $2) AS neighbour",
         )
-        .bind::<BigInt, _>(group)
-        .bind::<BigInt, _>(user)
-        .bind::<BigInt, _>(other_group)
-        .bind::<BigInt, _>(other_user)
+        .bind::<BigInt, _>(group.unwrap_or(-1))
+        .bind::<BigInt, _>(user.unwrap_or(-1))
+        .bind::<BigInt, _>(neighbour.unwrap_or(-1))
         .get_result(&mut *self.conn())
         .unwrap_or_else(|e| panic!("groups-testkit: counting rows: {e}"))
-    }
-
-    /// (admin, role) of every event of one membership.
-    fn actors_of(&self, group: i64, user: i64) -> Vec<(i64, String)> {
-        #[derive(QueryableByName)]
-        struct Actor {
-            #[diesel(sql_type = BigInt)]
-            actor_admin_id: i64,
-            #[diesel(sql_type = Text)]
-            actor_role: String,
-        }
-        diesel::sql_query(
-            "SELECT actor_admin_id, actor_role FROM membership_events \
-             WHERE group_id = $1 AND user_id = $2 ORDER BY id",
-        )
-        .bind::<BigInt, _>(group)
-        .bind::<BigInt, _>(user)
-        .load::<Actor>(&mut *self.conn())
-        .unwrap_or_else(|e| panic!("groups-testkit: reading events: {e}"))
-        .into_iter()
-        .map(|a| (a.actor_admin_id, a.actor_role))
-        .collect()
     }
 }
 
 impl Prepared<'_> {
-    /// An id as REST spells it; `None` when it is not given.
-    fn text_of(&self, id: Id) -> Option<String> {
-        let number = |row: Row| match row {
-            Row::Fresh => self.user.expect("the fresh user"),
-            row => self.world.row(row),
-        };
-        match id {
-            Id::Row(row) => Some(number(row).to_string()),
-            Id::Number(n) => Some(n.to_string()),
-            Id::Padded(row) => Some(format!("00{}", number(row))),
-            Id::Encoded(row) => Some(
-                number(row)
-                    .to_string()
-                    .bytes()
-                    .map(|digit| format!("%{digit:02X}"))
-                    .collect(),
-            ),
-            Id::Raw(raw) => Some(raw.to_owned()),
-            Id::Absent => None,
+    /// An id as REST spells it, `number` being its value; `None` when it is not given.
+    fn text_of(id: Id, number: Option<i64>) -> Option<String> {
+        let number = || number.expect("a resolved id").to_string();
+        Some(match id {
+            Id::Row(_) | Id::Number(_) => number(),
+            Id::Padded(_) => format!("00{}", number()),
+            Id::Encoded(_) => number().bytes().map(|d| format!("%{d:02X}")).collect(),
+            Id::Raw(raw) => raw.to_owned(),
+            Id::Absent => return None,
+        })
+    }
+
+    /// The metadata or headers that carry the case's key (the names are lower case, as
+    /// gRPC and HTTP/2 require and HTTP/1.1 allows); a key in the query is not among them.
+    fn key_headers(&self) -> Vec<(&'static str, String)> {
+        match self.case.credential {
+            Credential::Nothing | Credential::Query(..) => vec![],
+            Credential::Header(key) => vec![("x-api-key", self.world.key(key))],
+            Credential::Authorization(template, key) => {
+                let value = template.replace("{key}", &self.world.key(key));
+                vec![("authorization", value)]
+            }
+            Credential::Empty => vec![("x-api-key", String::new())],
         }
     }
 
     /// The gRPC request. Panics for a case that is not sent over gRPC.
     pub fn grpc(&self) -> GrpcRequest {
         let case = self.case;
-        let Instance::Text(instance_name) = case.instance else {
-            panic!(
-                "{}: a raw path segment is not a gRPC instance name",
-                case.name
-            );
+        let refuse = |what: &dyn std::fmt::Debug| -> ! {
+            panic!("{}: {what:?} cannot travel over gRPC", case.name)
         };
+        let Instance::Text(instance_name) = case.instance else {
+            refuse(&case.instance)
+        };
+        if let Credential::Query(..) = case.credential {
+            refuse(&case.credential)
+        }
         let number = |id: Id, value: Option<i64>| match id {
             Id::Row(_) | Id::Number(_) => value.expect("resolved"),
             Id::Absent => 0,
-            _ => panic!("{}: {id:?} is not a gRPC id", case.name),
+            _ => refuse(&id),
         };
-        let parent = case.parent.unwrap_or(match case.operation {
-            Operation::RemoveFromUser => 2,
-            _ => 1,
-        });
         let page_size = match case.page_size {
             Id::Number(n) => i32::try_from(n).expect("a page size fits an int32"),
             Id::Absent => 0,
-            other => panic!("{}: {other:?} is not a gRPC page size", case.name),
-        };
-        let metadata = match case.credential {
-            Credential::Nothing => vec![],
-            Credential::Header(key) => vec![("x-api-key", self.world.key(key))],
-            Credential::Authorization(template, key) => {
-                vec![(
-                    "authorization",
-                    template.replace("{key}", &self.world.key(key)),
-                )]
-            }
-            Credential::Empty => vec![("x-api-key", String::new())],
-            Credential::Query(..) => panic!("{}: no query string in gRPC", case.name),
+            other => refuse(&other),
         };
         GrpcRequest {
             instance_name: instance_name.to_owned(),
             group_id: number(case.group, self.group),
             user_id: number(case.user, self.user),
             allow_missing: case.allow_missing,
-            parent,
+            parent: case.parent.unwrap_or(match case.operation {
+                Operation::RemoveFromUser => 2,
+                _ => 1,
+            }),
             page_size,
             page_token: token(case.page_token),
-            metadata,
+            metadata: self.key_headers(),
         }
     }
 
@@ -297,10 +237,9 @@ impl Prepared<'_> {
             Instance::Text(text) => encoded(text),
             Instance::Raw(raw) => raw.to_owned(),
         };
-        let id = |id: Id| self.text_of(id).unwrap_or_default();
-        let (group, user) = (id(case.group), id(case.user));
-        let version = if case.v1 { "/v1" } else { "/v1.1" };
-        let base = format!("{version}/instances/{instance}");
+        let group = Self::text_of(case.group, self.group).unwrap_or_default();
+        let user = Self::text_of(case.user, self.user).unwrap_or_default();
+        let base = format!("{}/instances/{instance}", prefix(case));
         let mut path = match case.operation {
             Operation::RemoveFromGroup => format!("{base}/groups/{group}/users/{user}/"),
             Operation::RemoveFromUser => format!("{base}/users/{user}/groups/{group}/"),
@@ -313,9 +252,17 @@ impl Prepared<'_> {
         }
         let mut query = Vec::new();
         if case.operation == Operation::ListEvents {
-            let filters = [("group", case.group), ("user", case.user)];
-            for (name, value) in filters.into_iter().chain([("page_size", case.page_size)]) {
-                if let Some(text) = self.text_of(value) {
+            let size = match case.page_size {
+                Id::Number(n) => Some(n),
+                _ => None,
+            };
+            let params = [
+                ("group", case.group, self.group),
+                ("user", case.user, self.user),
+                ("page_size", case.page_size, size),
+            ];
+            for (name, value, number) in params {
+                if let Some(text) = Self::text_of(value, number) {
                     query.push(format!("{name}={text}"));
                 }
             }
@@ -323,36 +270,21 @@ impl Prepared<'_> {
                 query.push(format!("page_token={}", token(case.page_token)));
             }
         }
-        let mut headers = Vec::new();
         match case.credential {
-            Credential::Nothing => {}
-            Credential::Header(key) => headers.push(("X-API-KEY", self.world.key(key))),
-            Credential::Authorization(template, key) => {
-                headers.push((
-                    "Authorization",
-                    template.replace("{key}", &self.world.key(key)),
-                ));
-            }
             Credential::Query(name, key) => {
-                query.push(format!("{name}={}", encoded(&self.world.key(key))))
+                query.push(format!("{name}={}", encoded(&self.world.key(key))));
             }
-            Credential::Empty => {
-                headers.push(("X-API-KEY", String::new()));
-                query.push("api_key=&apikey=".to_owned());
-            }
+            Credential::Empty => query.push("api_key=&apikey=".to_owned()),
+            _ => {}
         }
         if !query.is_empty() {
             let _ = write!(path, "?{}", query.join("&"));
         }
-        let method = if case.operation.is_removal() {
-            "DELETE"
-        } else {
-            "GET"
-        };
+        let removal = case.operation.is_removal();
         RestRequest {
-            method,
+            method: if removal { "DELETE" } else { "GET" },
             path,
-            headers,
+            headers: self.key_headers(),
         }
     }
 
@@ -361,16 +293,7 @@ impl Prepared<'_> {
         let case = self.case;
         match case.expect.grpc.expect("a gRPC case") {
             Grpc::Ok => ExpectedGrpc::Empty,
-            Grpc::Found => match case.operation {
-                Operation::GetUser => {
-                    ExpectedGrpc::User(self.world.expected_user(self.row(case.user)))
-                }
-                Operation::GetGroup => {
-                    ExpectedGrpc::Group(self.world.expected_group(self.row(case.group)))
-                }
-                Operation::ListEvents => ExpectedGrpc::Events(self.events(true)),
-                _ => panic!("{}: a removal finds nothing", case.name),
-            },
+            Grpc::Found => self.found(true),
             Grpc::Error(code, reason) => ExpectedGrpc::Error { code, reason },
             Grpc::Invalid(fields) => {
                 let mut fields = fields.to_vec();
@@ -380,34 +303,35 @@ impl Prepared<'_> {
         }
     }
 
-    /// The REST answer the case must get.
-    pub fn expected_rest(&self) -> ExpectedRest {
+    /// The REST answer the case must get: the status and the exact body (empty for 204).
+    pub fn expected_rest(&self) -> (u16, String) {
         let case = self.case;
-        let base = format!("{}/instances/demo", if case.v1 { "/v1" } else { "/v1.1" });
-        let (status, body) = match case.expect.rest.expect("a REST case") {
+        let base = format!("{}/instances/demo", prefix(case));
+        match case.expect.rest.expect("a REST case") {
             Rest::NoContent => (204, String::new()),
-            Rest::Found => {
-                let body = match case.operation {
-                    Operation::GetUser => {
-                        user_json(&base, &self.world.expected_user(self.row(case.user)))
-                    }
-                    Operation::GetGroup => {
-                        group_json(&base, &self.world.expected_group(self.row(case.group)))
-                    }
-                    Operation::ListEvents => events_json(&self.events(false)),
-                    _ => panic!("{}: a removal finds nothing", case.name),
-                };
-                (200, body)
-            }
+            Rest::Found => match self.found(false) {
+                ExpectedGrpc::User(user) => (200, user_json(&base, &user)),
+                ExpectedGrpc::Group(group) => (200, group_json(&base, &group)),
+                ExpectedGrpc::Events(events) => (200, events_json(&events)),
+                _ => unreachable!("a read finds an object"),
+            },
             Rest::Detail(status, detail) => (status, format!(r#"{{"detail":{}}}"#, json(detail))),
-        };
-        ExpectedRest { status, body }
+        }
     }
 
-    /// The row an id names.
-    fn row(&self, id: Id) -> Row {
-        id.row()
-            .unwrap_or_else(|| panic!("{}: {id:?} names no fixture row", self.case.name))
+    /// What a read finds: the user, the group, or the page of events (on gRPC or REST).
+    fn found(&self, grpc: bool) -> ExpectedGrpc {
+        let case = self.case;
+        let row = |id: Id| {
+            id.row()
+                .unwrap_or_else(|| panic!("{}: {id:?} names no fixture row", case.name))
+        };
+        match case.operation {
+            Operation::GetUser => ExpectedGrpc::User(self.world.expected_user(row(case.user))),
+            Operation::GetGroup => ExpectedGrpc::Group(self.world.expected_group(row(case.group))),
+            Operation::ListEvents => ExpectedGrpc::Events(self.events(grpc)),
+            _ => panic!("{}: a removal finds nothing", case.name),
+        }
     }
 
     /// The page a listing must return: the fixture's events of its filters, all on one page.
@@ -417,11 +341,7 @@ impl Prepared<'_> {
             Id::Number(n) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),
             _ => DEFAULT_PAGE_SIZE,
         };
-        let size = if grpc {
-            size.min(MAX_GRPC_PAGE_SIZE)
-        } else {
-            size
-        };
+        let size = if grpc { size.min(GRPC_MAX_PAGE) } else { size };
         let events = self.world.events(self.group, self.user, size + 1);
         assert!(
             events.len() <= size as usize,
@@ -432,26 +352,9 @@ impl Prepared<'_> {
     }
 }
 
-impl Id {
-    /// The fixture row an id names, however it is spelled.
-    pub fn row(self) -> Option<Row> {
-        match self {
-            Id::Row(row) | Id::Padded(row) | Id::Encoded(row) => Some(row),
-            _ => None,
-        }
-    }
-}
-
-impl Credential {
-    /// The key presented, wherever it travels.
-    pub fn key(self) -> Option<Key> {
-        match self {
-            Credential::Header(key)
-            | Credential::Authorization(_, key)
-            | Credential::Query(_, key) => Some(key),
-            Credential::Nothing | Credential::Empty => None,
-        }
-    }
+/// The REST path's version prefix.
+fn prefix(case: &Case) -> &'static str {
+    if case.v1 { "/v1" } else { "/v1.1" }
 }
 
 fn token(token: Token) -> String {

@@ -7,8 +7,8 @@ use super::Row::{
     AuditedGroup, DeletedGroup, DemoGroup, FormerMember, Fresh, Loner, OtherGroup, OtherUser,
 };
 use super::{
-    BAD_KEY, Case, DENIED, GROUP_NOT_FOUND, Grpc, INSTANCE_NOT_FOUND, Id, Key, MALFORMED_IDS,
-    NO_KEY, NO_SUCH_ID as NO_SUCH, NOT_A_MEMBER, REMOVED, Rest, shared,
+    BAD_KEY, Case, DENIED, GROUP_NOT_FOUND, Grpc, INSTANCE_NOT_FOUND, Id, Key, NO_KEY,
+    NO_SUCH_ID as NO_SUCH, NOT_A_MEMBER, REMOVED, Rest, shared,
 };
 
 fn c(name: &str) -> Case {
@@ -56,16 +56,8 @@ pub(super) fn cases() -> Vec<Case> {
 /// gRPC: INVALID_ARGUMENT naming every bad field, before the instance is looked up).
 #[rustfmt::skip]
 fn malformed() -> Vec<Case> {
-    let mut cases = Vec::new();
-    for id in MALFORMED_IDS {
-        cases.push(c(&format!("group {id:?}")).group(id).rest(Rest::GROUP_NOT_FOUND));
-        cases.push(c(&format!("user {id:?}")).user(id).rest(Rest::NOT_FOUND));
-    }
-    for (group, user) in [("abc", "xyz"), ("0", "0"), ("-1", "1.5")] {
-        let both = |case: Case| case.group(group).user(user).rest(Rest::GROUP_NOT_FOUND);
-        cases.push(both(c(&format!("group {group:?} and user {user:?}"))));
-        cases.push(both(c(&format!("group {group:?} and user {user:?}, on nope, no key")).on("nope").no_key()));
-    }
+    let both = [("abc", "xyz"), ("0", "0"), ("-1", "1.5")];
+    let mut cases = shared::malformed_ids(RemoveFromGroup, both, Rest::GROUP_NOT_FOUND);
     // 1 stands for the fixture's row. An empty instance segment is an unknown path on REST.
     let invalid: [(&str, i64, i64, &'static [&'static str], Rest); 9] = [
         ("demo", 0, 1, &["group_id"], Rest::GROUP_NOT_FOUND),
@@ -78,15 +70,8 @@ fn malformed() -> Vec<Case> {
         ("", 0, -1, &["instance_name", "group_id", "user_id"], Rest::NOT_FOUND),
         ("no-such-instance", -5, 1, &["group_id"], Rest::GROUP_NOT_FOUND),
     ];
-    for (instance, group, user, fields, rest) in invalid {
-        for with_key in [true, false] {
-            let case = c(&format!("ids {group}/{user} on {instance:?}, key: {with_key}")).on(instance);
-            let case = if group == 1 { case } else { case.group(group) };
-            let case = if user == 1 { case } else { case.user(user) };
-            let case = if with_key { case } else { case.no_key() };
-            cases.push(case.grpc(Grpc::Invalid(fields)).rest(rest));
-        }
-    }
+    let name = |instance: &str, group, user, key| format!("ids {group}/{user} on {instance:?}, key: {key}");
+    cases.extend(shared::invalid_ids(RemoveFromGroup, &invalid, true, name));
     cases
 }
 

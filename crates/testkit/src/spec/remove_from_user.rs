@@ -8,8 +8,8 @@ use super::Row::{
     AuditedGroup, DeletedGroup, DemoGroup, FormerMember, Fresh, Loner, OtherGroup, OtherUser,
 };
 use super::{
-    BAD_KEY, Case, DENIED, Grpc, INSTANCE_NOT_FOUND, Id, Key, MALFORMED_IDS, NO_KEY,
-    NO_SUCH_ID as NO_SUCH, NOT_A_MEMBER, REMOVED, Rest, USER_NOT_FOUND, shared,
+    BAD_KEY, Case, DENIED, Grpc, INSTANCE_NOT_FOUND, Id, Key, NO_KEY, NO_SUCH_ID as NO_SUCH,
+    NOT_A_MEMBER, REMOVED, Rest, USER_NOT_FOUND, shared,
 };
 
 fn c(name: &str) -> Case {
@@ -52,16 +52,8 @@ pub(super) fn cases() -> Vec<Case> {
 /// Check 1: the user's answer first ("User was not found."), then the group's ("Not found").
 #[rustfmt::skip]
 fn malformed() -> Vec<Case> {
-    let mut cases = Vec::new();
-    for id in MALFORMED_IDS {
-        cases.push(c(&format!("user {id:?}")).user(id).rest(Rest::USER_NOT_FOUND));
-        cases.push(c(&format!("group {id:?}")).group(id).rest(Rest::NOT_FOUND));
-    }
-    for (user, group) in [("abc", "xyz"), ("0", "0"), ("1.5", "-1")] {
-        let both = |case: Case| case.user(user).group(group).rest(Rest::USER_NOT_FOUND);
-        cases.push(both(c(&format!("user {user:?} and group {group:?}"))));
-        cases.push(both(c(&format!("user {user:?} and group {group:?}, on nope, no key")).on("nope").no_key()));
-    }
+    let both = [("abc", "xyz"), ("0", "0"), ("1.5", "-1")];
+    let mut cases = shared::malformed_ids(RemoveFromUser, both, Rest::USER_NOT_FOUND);
     // 1 stands for the fixture's row. An empty instance segment is an unknown path on REST.
     let invalid: [(&str, i64, i64, &'static [&'static str], Rest); 7] = [
         ("demo", 0, 1, &["user_id"], Rest::USER_NOT_FOUND),
@@ -72,12 +64,8 @@ fn malformed() -> Vec<Case> {
         ("demo", 0, 0, &["group_id", "user_id"], Rest::USER_NOT_FOUND),
         ("nope", -3, 1, &["user_id"], Rest::USER_NOT_FOUND),
     ];
-    for (instance, user, group, fields, rest) in invalid {
-        let case = c(&format!("ids user {user}, group {group} on {instance:?}")).on(instance);
-        let case = if user == 1 { case } else { case.user(user) };
-        let case = if group == 1 { case } else { case.group(group) };
-        cases.push(case.grpc(Grpc::Invalid(fields)).rest(rest));
-    }
+    let name = |instance: &str, user, group, _| format!("ids user {user}, group {group} on {instance:?}");
+    cases.extend(shared::invalid_ids(RemoveFromUser, &invalid, false, name));
     cases
 }
 

@@ -4,8 +4,8 @@
 
 use super::Credential::{Authorization, Empty, Header, Nothing, Query};
 use super::{
-    BAD_KEY, Case, DENIED, FOUND, INSTANCE_NOT_FOUND, Key, NO_KEY, NO_SUCH_ID, Operation, REMOVED,
-    Rest, Row, TOO_LONG_NAME,
+    BAD_KEY, Case, DENIED, FOUND, Grpc, INSTANCE_NOT_FOUND, Id, Key, MALFORMED_IDS, NO_KEY,
+    NO_SUCH_ID, Operation, REMOVED, Rest, Row, TOO_LONG_NAME,
 };
 
 /// The case succeeding: a removal of a fresh membership, or the object read.
@@ -27,6 +27,59 @@ pub(super) fn cases(operation: Operation, allowed: &[Key]) -> Vec<Case> {
         spellings(operation),
     ]
     .concat()
+}
+
+/// A removal's check 1 on REST: each malformed path id alone, the parent's (`parent_answer`)
+/// and the other's ("Not found"), then both, parent first, with and without instance and key.
+pub(super) fn malformed_ids(
+    operation: Operation,
+    both: [(&'static str, &'static str); 3],
+    parent_answer: Rest,
+) -> Vec<Case> {
+    let (parent, other) = match operation {
+        Operation::RemoveFromUser => ("user", "group"),
+        _ => ("group", "user"),
+    };
+    let mut cases = Vec::new();
+    for id in MALFORMED_IDS {
+        let case = |side| Case::new(operation, format!("{side} {id:?}"));
+        cases.push(case(parent).ids(Some(id.into()), None).rest(parent_answer));
+        cases.push(case(other).ids(None, Some(id.into())).rest(Rest::NOT_FOUND));
+    }
+    for (parent_id, other_id) in both {
+        let name = format!("{parent} {parent_id:?} and {other} {other_id:?}");
+        let case = |name| {
+            let case = Case::new(operation, name);
+            case.ids(Some(parent_id.into()), Some(other_id.into()))
+                .rest(parent_answer)
+        };
+        cases.push(case(name.clone()));
+        cases.push(case(format!("{name}, on nope, no key")).on("nope").no_key());
+    }
+    cases
+}
+
+/// A removal's gRPC check 1, and REST's answer to the same request: `(instance, parent id, other
+/// id, the fields named, REST's answer)`, 1 standing for the fixture's row; each row sent with
+/// the owner's key and, when `keyless`, without one too.
+pub(super) fn invalid_ids(
+    operation: Operation,
+    rows: &[(&'static str, i64, i64, &'static [&'static str], Rest)],
+    keyless: bool,
+    name: impl Fn(&str, i64, i64, bool) -> String,
+) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &(instance, parent, other, fields, rest) in rows {
+        let keys: &[bool] = if keyless { &[true, false] } else { &[true] };
+        for &with_key in keys {
+            let id = |id: i64| (id != 1).then_some(Id::Number(id));
+            let case = Case::new(operation, name(instance, parent, other, with_key));
+            let case = case.on(instance).ids(id(parent), id(other));
+            let case = if with_key { case } else { case.no_key() };
+            cases.push(case.grpc(Grpc::Invalid(fields)).rest(rest));
+        }
+    }
+    cases
 }
 
 /// Check 2: names that are not an instance name, or name none; with and without a key.

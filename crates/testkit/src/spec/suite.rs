@@ -1,13 +1,12 @@
 //! What the gRPC and the REST suites of the table share: one fixture per test process, the
 //! tests taking turns on it, and one report of every failed case.
 
-use std::fmt;
-
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
-use super::{Case, Operation, SpecWorld, cases_of};
+use super::{Operation, Prepared, SpecWorld, cases_of};
 
 /// The fixture and what serves it (a server, a stack), for every test of a suite's table.
+#[derive(Debug)]
 pub struct Suite<S> {
     /// The fixture every case is prepared on.
     pub fixture: SpecWorld,
@@ -15,12 +14,11 @@ pub struct Suite<S> {
     pub service: S,
 }
 
-impl<S: fmt::Debug> fmt::Debug for Suite<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Suite")
-            .field("service", &self.service)
-            .finish_non_exhaustive()
-    }
+/// The edge a suite sends its cases to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Grpc,
+    Rest,
 }
 
 /// The table's tests take turns: each case compares the tables' rows before and after it.
@@ -43,21 +41,39 @@ pub async fn take_turn<S: Send + Sync>(
     (turn, suite)
 }
 
-/// The cases of `operation` for which `answers` says there is an answer to compare.
-pub fn cases_answered(operation: Operation, answers: impl Fn(&Case) -> bool) -> Vec<Case> {
-    cases_of(operation).into_iter().filter(answers).collect()
-}
-
-/// Asserts that none of the `total` `kind` cases (REST, gRPC) of `operation` failed, listing
-/// every failure otherwise.
-#[track_caller]
-pub fn assert_no_failures(failures: &[String], total: usize, kind: &str, operation: Operation) {
-    assert!(
-        failures.is_empty(),
-        "{} of {total} {kind} cases of {operation:?} failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+impl<S> Suite<S> {
+    /// Sends every case of `operation` that `edge` answers through `send`, which says how its
+    /// answer differs from the expected one; checks the rows each left; and fails listing every
+    /// case that went wrong.
+    pub async fn run(
+        &self,
+        edge: Edge,
+        operation: Operation,
+        send: impl AsyncFn(&Prepared<'_>) -> Result<(), String>,
+    ) {
+        let cases: Vec<_> = cases_of(operation)
+            .into_iter()
+            .filter(|case| match edge {
+                Edge::Grpc => case.expect.grpc.is_some(),
+                Edge::Rest => case.expect.rest.is_some(),
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for case in &cases {
+            let prepared = self.fixture.prepare(case);
+            let verdict = send(&prepared).await;
+            if let Err(why) = verdict.and_then(|()| self.fixture.verify(&prepared)) {
+                failures.push(format!("{}: {why}", case.name));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} {edge:?} cases of {operation:?} failed:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
+    }
 }
 
 /// Declares the SPEC table's tests, one `#[tokio::test]` per [`spec::Operation`](crate::spec::Operation),
@@ -65,29 +81,16 @@ pub fn assert_no_failures(failures: &[String], total: usize, kind: &str, operati
 #[macro_export]
 macro_rules! spec_tests {
     ($run:ident) => {
-        #[tokio::test]
-        async fn remove_from_group() {
-            $run($crate::spec::Operation::RemoveFromGroup).await;
-        }
-
-        #[tokio::test]
-        async fn remove_from_user() {
-            $run($crate::spec::Operation::RemoveFromUser).await;
-        }
-
-        #[tokio::test]
-        async fn get_user() {
-            $run($crate::spec::Operation::GetUser).await;
-        }
-
-        #[tokio::test]
-        async fn get_group() {
-            $run($crate::spec::Operation::GetGroup).await;
-        }
-
-        #[tokio::test]
-        async fn list_events() {
-            $run($crate::spec::Operation::ListEvents).await;
-        }
+        $crate::spec_tests!(@each $run: remove_from_group RemoveFromGroup,
+            remove_from_user RemoveFromUser, get_user GetUser, get_group GetGroup,
+            list_events ListEvents);
+    };
+    (@each $run:ident: $($test:ident $operation:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                $run($crate::spec::Operation::$operation).await;
+            }
+        )*
     };
 }
