@@ -26,6 +26,12 @@ fn member_url(base: &str, group: impl std::fmt::Display, user: impl std::fmt::Di
     format!("{base}/v1.1/instances/demo/groups/{group}/users/{user}/")
 }
 
+/// The status `client`'s removal at `url` with `key` is answered with.
+async fn removal_status(client: &reqwest::Client, url: &str, key: &str) -> u16 {
+    let response = client.delete(url).header("X-API-KEY", key).send().await;
+    response.expect("an answer").status().as_u16()
+}
+
 /// The owner's removal of the demo membership through the gateway at `base`: the status and
 /// how long the answer took.
 async fn remove_demo_membership(
@@ -33,14 +39,18 @@ async fn remove_demo_membership(
     base: &str,
     world: &World,
 ) -> (u16, Duration) {
+    let url = member_url(base, world.demo.group, world.demo.user);
     let started = Instant::now();
-    let response = client
-        .delete(member_url(base, world.demo.group, world.demo.user))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    (response.status().as_u16(), started.elapsed())
+    let status = removal_status(client, &url, &world.demo.owner.key).await;
+    (status, started.elapsed())
+}
+
+/// The status `client`'s read of the demo group through the gateway at `base` with `key` is
+/// answered with.
+async fn group_read_status(client: &reqwest::Client, base: &str, world: &World, key: &str) -> u16 {
+    let url = format!("{base}/v1.1/instances/demo/groups/{}/", world.demo.group);
+    let response = client.get(url).header("X-API-KEY", key).send().await;
+    response.expect("an answer").status().as_u16()
 }
 
 /// A client whose connections come from `local` (a loopback address of its own).
@@ -240,61 +250,32 @@ async fn failed_authentication_is_throttled_per_client_address() {
     );
     // Before any other check: even a valid key from that address waits, and the server never
     // hears of either request.
-    let valid = attacker
-        .delete(&url)
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(valid.status(), 429);
+    let owner = &world.demo.owner.key;
+    assert_eq!(removal_status(&attacker, &url, owner).await, 429);
     assert_eq!(removals_seen(metrics).await, reached);
     assert!(world.is_member(world.demo.group, world.demo.user));
     // A tenant at another address never notices.
     let tenant = client_from("127.0.0.2");
-    let response = tenant
-        .delete(&url)
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 204);
+    assert_eq!(removal_status(&tenant, &url, owner).await, 204);
     // Refilled at the limit: a second later the address is heard again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let again = attacker
-        .delete(&url)
-        .header("X-API-KEY", BAD_KEY)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(again.status(), 403);
+    assert_eq!(removal_status(&attacker, &url, BAD_KEY).await, 403);
 
     // Behind a trusted proxy, the address it forwards is the one counted.
     let proxy = client_from("127.0.0.9");
     let via_proxy = |client_address: &'static str| {
-        proxy
+        let request = proxy
             .delete(url.replace("/demo/", "/nosuch/"))
-            .header("X-Forwarded-For", format!("10.0.0.1, {client_address}"))
+            .header("X-Forwarded-For", format!("10.0.0.1, {client_address}"));
+        async move { request.send().await.expect("an answer").status() }
     };
     let mut failures = 0;
-    while via_proxy("203.0.113.5")
-        .send()
-        .await
-        .expect("an answer")
-        .status()
-        == 404
-    {
+    while via_proxy("203.0.113.5").await == 404 {
         failures += 1;
         assert!(failures <= 20, "never throttled");
     }
     assert!(failures >= 2, "{failures}");
-    assert_eq!(
-        via_proxy("203.0.113.6")
-            .send()
-            .await
-            .expect("an answer")
-            .status(),
-        404
-    );
+    assert_eq!(via_proxy("203.0.113.6").await, 404);
 }
 
 /// `connections` connections from `attacker` sending failing removals to `url` for `seconds`:
@@ -312,12 +293,7 @@ async fn flood(
             tokio::spawn(async move {
                 let (mut failed, mut throttled) = (0u64, 0u64);
                 while Instant::now() < until {
-                    let response = attacker
-                        .delete(&url)
-                        .header("X-API-KEY", BAD_KEY)
-                        .send()
-                        .await;
-                    match response.expect("an answer").status().as_u16() {
+                    match removal_status(&attacker, &url, BAD_KEY).await {
                         404 => failed += 1,
                         429 => throttled += 1,
                         other => panic!("only 404 and 429: {other}"),
@@ -388,29 +364,16 @@ async fn an_address_that_failed_once_is_served_while_it_succeeds() {
     let server = ServiceCommand::server(world.url()).spawn();
     // One failure a second, a burst of two: after one failure, one left.
     let gateway = spawn_gateway(&server.url(), &["--auth-failure-limit", "1"]);
-    let client = client_from("127.0.0.4");
-    let group = format!(
-        "{}/v1.1/instances/demo/groups/{}/",
-        gateway.url(),
-        world.demo.group
+    let (client, base) = (client_from("127.0.0.4"), gateway.url());
+    assert_eq!(
+        group_read_status(&client, &base, &world, BAD_KEY).await,
+        403
     );
-    let failed = client
-        .get(&group)
-        .header("X-API-KEY", BAD_KEY)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(failed.status(), 403);
     // Each success gives back the failure it reserved: more successes than the bucket holds,
     // one after another, are all served.
     for n in 0..6 {
-        let response = client
-            .get(&group)
-            .header("X-API-KEY", &world.demo.owner.key)
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(response.status(), 200, "read {n}");
+        let status = group_read_status(&client, &base, &world, &world.demo.owner.key).await;
+        assert_eq!(status, 200, "read {n}");
     }
 }
 
@@ -426,17 +389,9 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
         .args(["--pool-size", "1", "--queue-size", "2"])
         .spawn();
     let gateway = spawn_gateway(&server.url(), &["--max-in-flight", "2"]);
-    let warm = reqwest::Client::new()
-        .get(format!(
-            "{}/v1.1/instances/demo/groups/{}/",
-            gateway.url(),
-            world.demo.group
-        ))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(warm.status(), 200);
+    let owner = &world.demo.owner.key;
+    let warm = group_read_status(&reqwest::Client::new(), &gateway.url(), &world, owner).await;
+    assert_eq!(warm, 200);
     proxy.set_latency(Duration::from_millis(400));
 
     // Gateway: two in flight, the other four 503 at once.
@@ -444,7 +399,7 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
     let sent = members.iter().take(4).map(|user| {
         let request = client
             .delete(member_url(&gateway.url(), world.demo.group, user))
-            .header("X-API-KEY", &world.demo.owner.key);
+            .header("X-API-KEY", owner);
         tokio::spawn(async move {
             let started = Instant::now();
             let response = request.send().await.expect("an answer");
@@ -472,12 +427,9 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
     }
 
     // Server: one running, two waiting, the rest UNAVAILABLE at once.
-    let channel = tonic::transport::Channel::from_shared(server.url())
-        .expect("a URL")
-        .connect()
+    let grpc = GroupMembersClient::connect(server.url())
         .await
         .expect("connected");
-    let grpc = GroupMembersClient::new(channel);
     let calls = (0..6).map(|n| {
         let mut grpc = grpc.clone();
         let mut request = tonic::Request::new(RemoveGroupMemberRequest {
@@ -489,7 +441,7 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
         });
         request
             .metadata_mut()
-            .insert("x-api-key", world.demo.owner.key.parse().expect("a value"));
+            .insert("x-api-key", owner.parse().expect("a value"));
         tokio::spawn(async move {
             let started = Instant::now();
             (

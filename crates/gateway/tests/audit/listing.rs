@@ -10,7 +10,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::{
-    channel, database_now_micros, event_rows, get_json, http, list, listing, remove, with_key,
+    channel, database_now_micros, event_rows, get, get_json, list, listing, remove, with_key,
 };
 
 #[tokio::test]
@@ -73,12 +73,7 @@ async fn only_owners_and_full_admins_read_their_own_instance_s_trail() {
         ("API key", &api_key.key),
         ("other's owner", &other.owner.key),
     ] {
-        let response = http()
-            .get(&url)
-            .header("X-API-KEY", key)
-            .send()
-            .await
-            .expect("an answer");
+        let response = get(&url, key).await;
         assert_eq!(response.status(), 403, "{who}");
         assert_eq!(
             response.text().await.expect("a body"),
@@ -147,8 +142,8 @@ async fn pages_are_one_snapshot_while_removals_continue() {
     // Newest first, nothing repeated, nothing skipped: exactly the 40 events that were there.
     let before: Vec<i64> = event_rows(&world)
         .into_iter()
-        .filter(|e| e.1 == first_group)
-        .map(|e| e.0)
+        .filter(|e| e.group_id == first_group)
+        .map(|e| e.id)
         .rev()
         .collect();
     assert_eq!(seen, before);
@@ -189,15 +184,10 @@ async fn pages_are_one_snapshot_while_removals_continue() {
     assert_eq!(rest_seen, before);
 
     // A token is bound to its filters; anything else is the caller's error.
+    let token = list(&audit, &key, listing(7, "")).await.expect("a page");
     let mismatched = ListMembershipEventsRequest {
         user_id: first_user,
-        ..listing(
-            7,
-            &list(&audit, &key, listing(7, ""))
-                .await
-                .expect("a page")
-                .next_page_token,
-        )
+        ..listing(7, &token.next_page_token)
     };
     let status = list(&audit, &key, mismatched)
         .await
@@ -215,15 +205,11 @@ async fn pages_are_one_snapshot_while_removals_continue() {
         "group=-3",
         "user=abc",
     ] {
-        let response = http()
-            .get(format!(
-                "{}/v1.1/instances/demo/audit/memberships/?{query}",
-                stack.url()
-            ))
-            .header("X-API-KEY", &key)
-            .send()
-            .await
-            .expect("an answer");
+        let url = format!(
+            "{}/v1.1/instances/demo/audit/memberships/?{query}",
+            stack.url()
+        );
+        let response = get(&url, &key).await;
         assert_eq!(response.status(), 400, "{query}");
         assert_eq!(
             response.text().await.expect("a body"),

@@ -99,18 +99,21 @@ impl Op {
     }
 }
 
+/// An operation, its version prefix (`/v1.1`, `/v1`) and its variables, still percent-encoded
+/// (`None`: not in this route).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Api<'a> {
+    pub(crate) op: Op,
+    pub(crate) version: &'a str,
+    pub(crate) instance: &'a str,
+    pub(crate) group: Option<&'a str>,
+    pub(crate) user: Option<&'a str>,
+}
+
 /// What the router makes of a path.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Route<'a> {
-    /// An operation, its version prefix (`/v1.1`, `/v1`) and its variables, still
-    /// percent-encoded (`None`: not in this route).
-    Api {
-        op: Op,
-        version: &'a str,
-        instance: &'a str,
-        group: Option<&'a str>,
-        user: Option<&'a str>,
-    },
+    Api(Api<'a>),
     /// An API route with an empty segment: an unknown path.
     EmptySegment,
     /// A GET route and what it answers.
@@ -149,13 +152,13 @@ pub(crate) fn route(path: &str) -> Route<'_> {
     if [Some(instance), group, user].contains(&Some("")) {
         return Route::EmptySegment;
     }
-    Route::Api {
+    Route::Api(Api {
         op,
         version,
         instance,
         group,
         user,
-    }
+    })
 }
 
 pub(crate) fn openapi_document() -> Value {
@@ -310,42 +313,29 @@ pub(crate) fn list_query(query: Option<&str>) -> Option<ListQuery> {
 
 #[test]
 fn the_model_reads_paths_ids_names_keys_and_queries_as_the_readme_says() {
-    let api = |op, instance, group, user| Route::Api {
-        op,
-        version: "/v1",
-        instance,
-        group,
-        user,
+    let api = |path| match route(path) {
+        Route::Api(a) => (a.op, a.version, a.instance, a.group, a.user),
+        other => panic!("{path}: {other:?}"),
     };
-    assert_eq!(
-        route("/v1/instances/a/groups/1/users/2"),
-        api(Op::RemoveFromGroup, "a", Some("1"), Some("2"))
-    );
-    assert_eq!(
-        route("/v1/instances/a/users/2/groups/1/"),
-        api(Op::RemoveFromUser, "a", Some("1"), Some("2"))
-    );
-    assert_eq!(
-        route("/v1/instances/a/users/2"),
-        api(Op::GetUser, "a", None, Some("2"))
-    );
-    assert_eq!(
-        route("/v1/instances/a/groups/1/"),
-        api(Op::GetGroup, "a", Some("1"), None)
-    );
-    assert_eq!(
-        route("/v1/instances/a/audit/memberships"),
-        api(Op::ListEvents, "a", None, None)
-    );
-    assert_eq!(
-        route("/v1.1/instances//groups/1/users/2/"),
-        Route::EmptySegment
-    );
-    assert_eq!(
-        route("/v1.1/instances/a/groups/1/users/2//"),
-        Route::Unknown
-    );
-    assert_eq!(route("/v1.1/instances/a/audit/"), Route::Unknown);
+    #[rustfmt::skip]
+    let routes = [
+        ("/v1/instances/a/groups/1/users/2", Op::RemoveFromGroup, Some("1"), Some("2")),
+        ("/v1/instances/a/users/2/groups/1/", Op::RemoveFromUser, Some("1"), Some("2")),
+        ("/v1/instances/a/users/2", Op::GetUser, None, Some("2")),
+        ("/v1/instances/a/groups/1/", Op::GetGroup, Some("1"), None),
+        ("/v1/instances/a/audit/memberships", Op::ListEvents, None, None),
+    ];
+    for (path, op, group, user) in routes {
+        assert_eq!(api(path), (op, "/v1", "a", group, user), "{path}");
+    }
+    let empty_segment = route("/v1.1/instances//groups/1/users/2/");
+    assert_eq!(empty_segment, Route::EmptySegment);
+    for path in [
+        "/v1.1/instances/a/groups/1/users/2//",
+        "/v1.1/instances/a/audit/",
+    ] {
+        assert_eq!(route(path), Route::Unknown, "{path}");
+    }
     assert_eq!(parse_id("007"), Some(7));
     assert_eq!(parse_id("%31"), Some(1));
     assert_eq!(parse_id("9223372036854775808"), None);
