@@ -104,29 +104,31 @@ fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     {
         return fail("const");
     }
-    if let Some(number) = value.as_i64() {
-        let bound = |name| schema.get(name).map(|b| b.as_i64().expect("an i64 bound"));
-        if bound("minimum").is_some_and(|minimum| number < minimum) {
-            return fail("minimum");
+    // A number's bounds, and a text's length's.
+    let measured = match value {
+        Value::Number(number) => number.as_i64().map(|n| (n, ["minimum", "maximum"])),
+        Value::String(text) => Some((text.chars().count() as i64, ["minLength", "maxLength"])),
+        _ => None,
+    };
+    if let Some((measure, [least, most])) = measured {
+        let bound = |name| {
+            schema
+                .get(name)
+                .map(|b| b.as_i64().expect("an integer bound"))
+        };
+        if bound(least).is_some_and(|b| measure < b) {
+            return fail(least);
         }
-        if bound("maximum").is_some_and(|maximum| number > maximum) {
-            return fail("maximum");
+        if bound(most).is_some_and(|b| measure > b) {
+            return fail(most);
         }
     }
-    if let Some(text) = value.as_str() {
-        let length = text.chars().count() as u64;
-        let bound = |name| schema.get(name).and_then(Value::as_u64);
-        if bound("minLength").is_some_and(|minimum| length < minimum) {
-            return fail("minLength");
-        }
-        if bound("maxLength").is_some_and(|maximum| length > maximum) {
-            return fail("maxLength");
-        }
-        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("pattern {pattern}: {e}"));
-            if !regex.is_match(text) {
-                return fail("pattern");
-            }
+    if let Some(text) = value.as_str()
+        && let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+    {
+        let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("pattern {pattern}: {e}"));
+        if !regex.is_match(text) {
+            return fail("pattern");
         }
     }
     if let Some(items) = value.as_array() {
@@ -144,12 +146,8 @@ fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     let Some(object) = value.as_object() else {
         return Ok(());
     };
-    for name in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    let required = schema.get("required").and_then(Value::as_array);
+    for name in required.into_iter().flatten() {
         let name = name.as_str().expect("required names are strings");
         if !object.contains_key(name) {
             return fail(&format!("{name} missing"));
