@@ -19,6 +19,7 @@ const REMOVE_RPC: &str = "/groups.v1.GroupMembers/RemoveGroupMember";
 const MEMBER_ROUTE: &str = "/v1.1/instances/{instance}/groups/{group_id}/users/{user_id}/";
 const GET_USER_RPC: &str = "/groups.v1.Directory/GetUser";
 const USER_ROUTE: &str = "/v1.1/instances/{instance}/users/{user_id}/";
+const POOL: &str = "groups_server_pool_connections";
 
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -98,38 +99,27 @@ async fn one_request_id_follows_a_call_through_both_processes_json_logs() {
     let removal = format!("test-{}", RequestId::generate());
     let read = format!("test-{}", RequestId::generate());
 
-    for (request, id, status) in [
-        (
-            http_client().delete(member_url(gateway, demo.group, demo.user)),
-            &removal,
-            204,
-        ),
-        (http_client().get(user_url(gateway, demo.user)), &read, 200),
-    ] {
-        let response = request
-            .header("X-API-KEY", &demo.owner.key)
-            .header("X-Request-Id", id)
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(response.status(), status);
-        assert_eq!(response.headers()["x-request-id"], id.as_str());
-    }
-
     let (group, user) = (demo.group.get(), demo.user.get());
     // The read asks no group: none in its span.
-    for (id, access, span) in [
+    for (request, id, access, span) in [
         (
+            http_client().delete(member_url(gateway, group, user)),
             &removal,
             json!({ "method": "DELETE", "route": MEMBER_ROUTE, "status": 204 }),
             json!({ "rpc": REMOVE_RPC, "instance": "demo", "group": group, "user": user, "outcome": "removed" }),
         ),
         (
+            http_client().get(user_url(gateway, user)),
             &read,
             json!({ "method": "GET", "route": USER_ROUTE, "status": 200 }),
             json!({ "rpc": GET_USER_RPC, "instance": "demo", "group": null, "user": user, "outcome": "found" }),
         ),
     ] {
+        let request = request.header("X-API-KEY", &demo.owner.key);
+        let response = request.header("X-Request-Id", id).send().await;
+        let response = response.expect("an answer");
+        assert_eq!(access["status"], response.status().as_u16());
+        assert_eq!(response.headers()["x-request-id"], id.as_str());
         assert_followed(&stack, id, access, span).await;
     }
 
@@ -165,10 +155,8 @@ async fn a_request_without_a_usable_id_gets_a_new_one_in_both_human_logs() {
             request = request.header("X-Request-Id", given);
         }
         let response = request.send().await.expect("an answer");
-        let id = response.headers()["x-request-id"]
-            .to_str()
-            .expect("ASCII")
-            .to_owned();
+        let id = response.headers()["x-request-id"].to_str();
+        let id = id.expect("ASCII");
         assert_eq!(id.len(), 32, "{given:?} → {id}");
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         let needle = format!("request_id={id}");
@@ -176,12 +164,9 @@ async fn a_request_without_a_usable_id_gets_a_new_one_in_both_human_logs() {
         assert!(server.wait_for_log(&needle, WAIT), "{}", server.logs());
     }
     // A key sent as a request id is not taken (it would be logged with every line).
-    let response = http
-        .get(format!("{}/healthz", gateway.url()))
-        .header("X-Request-Id", key_shaped)
-        .send()
-        .await
-        .expect("an answer");
+    let health = http.get(format!("{}/healthz", gateway.url()));
+    let response = health.header("X-Request-Id", key_shaped).send().await;
+    let response = response.expect("an answer");
     assert_ne!(response.headers()["x-request-id"], key_shaped);
     assert!(!gateway.logs().contains(key_shaped));
 }
@@ -271,15 +256,11 @@ fn samples(page: &str) -> Vec<Sample> {
 /// The value of the one sample named `name` with (at least) these labels; 0 when none.
 #[track_caller]
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let matching: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .collect();
+    let labelled = |s: &&Sample| {
+        let has = |&(k, v): &(&str, &str)| s.labels.get(k).map(String::as_str) == Some(v);
+        s.name == name && labels.iter().all(has)
+    };
+    let matching: Vec<&Sample> = samples.iter().filter(labelled).collect();
     assert!(matching.len() <= 1, "{name} {labels:?}: {matching:?}");
     matching.first().map_or(0.0, |s| s.value)
 }
@@ -297,12 +278,8 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     let world = World::new();
     let proxy = FaultProxy::start(world.db.server_addr());
     let server = ServiceCommand::server(&world.db.url_via(proxy.addr()))
-        .args([
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--pool-timeout-ms",
-            "500",
-        ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(["--pool-timeout-ms", "500"])
         .spawn();
     let gateway = ServiceCommand::gateway(&server.url())
         .args(["--rate-limit", "0"])
@@ -316,16 +293,12 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     };
 
     // 3 removed, 2 not members, 1 unknown path, then 2 while the database is unreachable.
-    let members = [
-        demo.user,
-        new_member(&world, "m1"),
-        new_member(&world, "m2"),
-    ];
-    for user in members {
+    let (m1, m2) = (new_member(&world, "m1"), new_member(&world, "m2"));
+    for user in [demo.user, m1, m2] {
         assert_eq!(delete(user).send().await.unwrap().status(), 204);
     }
-    for user in &members[..2] {
-        assert_eq!(delete(*user).send().await.unwrap().status(), 404);
+    for user in [demo.user, m1] {
+        assert_eq!(delete(user).send().await.unwrap().status(), 404);
     }
     // And a read: one user found, one not.
     for (user, status) in [(demo.user.get(), 200), (987_654_321, 404)] {
@@ -334,20 +307,10 @@ async fn both_processes_count_requests_by_route_method_and_status() {
             .header("X-API-KEY", &demo.owner.key);
         assert_eq!(read.send().await.unwrap().status(), status);
     }
-    let unknown = http
-        .get(format!("{}/no/such/path", gateway.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    let unknown = http.get(format!("{}/no/such/path", gateway.url()));
+    assert_eq!(unknown.send().await.unwrap().status(), 404);
     // While the database answers, the pool holds connections (the gauges are read at scrape).
-    let pool = |samples: &[Sample], state| {
-        value(
-            samples,
-            "groups_server_pool_connections",
-            &[("state", state)],
-        )
-    };
+    let pool = |samples: &[Sample], state| value(samples, POOL, &[("state", state)]);
     let up = scrape(metrics_url.clone()).await;
     let (in_use, idle) = (pool(&up, "in_use"), pool(&up, "idle"));
     assert!(
@@ -380,17 +343,12 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     let buckets = "groups_gateway_request_duration_seconds_bucket";
     let slowest = [delete_route[0], delete_route[1], ("le", "+Inf")];
     assert_eq!(value(&g, buckets, &slowest), 7.0);
-    assert!(
-        g.iter()
-            .all(|s| !s.labels.values().any(|v| v.contains("/instances/demo/"))),
-        "a raw path in a label"
-    );
+    let raw = |s: &Sample| s.labels.values().any(|v| v.contains("/instances/demo/"));
+    assert!(!g.iter().any(raw), "a raw path in a label");
 
     let s = scrape(metrics_url).await;
-    let (rpcs, durations) = (
-        "groups_server_rpcs_total",
-        "groups_server_rpc_duration_seconds_count",
-    );
+    let rpcs = "groups_server_rpcs_total";
+    let durations = "groups_server_rpc_duration_seconds_count";
     let method = ("method", REMOVE_RPC);
     for (code, count) in [("OK", 3.0), ("NOT_FOUND", 2.0), ("UNAVAILABLE", 2.0)] {
         let labels = [method, ("code", code)];
@@ -406,10 +364,7 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     assert_eq!(value(&s, "groups_server_database_errors_total", &[]), 2.0);
     let (in_use, idle) = (pool(&s, "in_use"), pool(&s, "idle"));
     assert!(in_use >= 0.0 && idle >= 0.0, "in_use {in_use}, idle {idle}");
-    assert!(
-        s.iter().any(|s| s.name == "groups_server_pool_connections"),
-        "no pool gauges"
-    );
+    assert!(s.iter().any(|s| s.name == POOL), "no pool gauges");
 }
 
 #[tokio::test]
@@ -482,15 +437,12 @@ async fn a_removal_is_one_trace_across_both_processes() {
         );
         assert_eq!(g.name, format!("DELETE {MEMBER_ROUTE}"));
         assert_eq!(s.name, REMOVE_RPC);
-        assert_eq!(
-            (g.kind.as_str(), s.kind.as_str()),
-            ("SPAN_KIND_SERVER", "SPAN_KIND_SERVER")
-        );
-        assert!(
-            g.attributes
-                .iter()
-                .all(|(_, v)| !v.contains(&demo.owner.key))
-        );
+        assert_eq!([g.kind.as_str(), s.kind.as_str()], ["SPAN_KIND_SERVER"; 2]);
+        let leaked = g
+            .attributes
+            .iter()
+            .any(|(_, v)| v.contains(&demo.owner.key));
+        assert!(!leaked, "the key in the gateway's span: {g:#?}");
     }
     let g = of(&spans, &first, "groups-gateway").unwrap();
     assert!(
