@@ -201,13 +201,9 @@ pub(crate) fn parse_id_text(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    // Past 19 digits, or all zeros (nothing left to parse), it is out of range.
     let digits = text.trim_start_matches('0');
-    let value = if digits.len() > 19 {
-        None
-    } else {
-        digits.parse::<i64>().ok()
-    };
-    value.filter(|&v| v > 0)
+    digits.parse::<i64>().ok().filter(|&v| v > 0)
 }
 
 /// An id in a path segment (percent-encoded).
@@ -218,10 +214,8 @@ pub(crate) fn parse_id(raw: &str) -> Option<i64> {
 /// SPEC.md: 1–64 characters of `a-z 0-9 - _`, case-insensitive.
 pub(crate) fn parse_instance(raw: &str) -> Option<String> {
     let text = decode_segment(raw)?;
-    let valid = (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let valid = (1..=64).contains(&text.len()) && text.bytes().all(allowed);
     valid.then(|| text.to_ascii_lowercase())
 }
 
