@@ -134,14 +134,8 @@ impl Segments {
 
     /// One request per operation, with these variables (the listing's as its filters).
     pub(crate) fn requests(&self) -> [(&'static str, String); 5] {
-        let Self {
-            version,
-            instance,
-            group: g,
-            user: u,
-            ..
-        } = self;
-        let base = format!("/{version}/instances/{instance}");
+        let (g, u) = (&self.group, &self.user);
+        let base = format!("/{}/instances/{}", self.version, self.instance);
         let slash = if self.slash { "/" } else { "" };
         let get = if self.head { "HEAD" } else { "GET" };
         [
