@@ -363,10 +363,8 @@ async fn an_address_that_failed_once_is_served_while_it_succeeds() {
     // One failure a second, a burst of two: after one failure, one left.
     let gateway = spawn_gateway(&server.url(), &["--auth-failure-limit", "1"]);
     let (client, base) = (client_from("127.0.0.4"), gateway.url());
-    assert_eq!(
-        group_read_status(&client, &base, &world, BAD_KEY).await,
-        403
-    );
+    let failed = group_read_status(&client, &base, &world, BAD_KEY).await;
+    assert_eq!(failed, 403);
     // Each success gives back the failure it reserved: more successes than the bucket holds,
     // one after another, are all served.
     for n in 0..6 {
@@ -410,11 +408,8 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
         answers.push(task.await.expect("a task"));
     }
     let shed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
-    assert_eq!(
-        answers.iter().filter(|a| a.0 == 204).count(),
-        2,
-        "{answers:?}"
-    );
+    let removed = answers.iter().filter(|a| a.0 == 204).count();
+    assert_eq!(removed, 2, "{answers:?}");
     assert_eq!(shed.len(), 2, "{answers:?}");
     for (_, retry_after, took) in shed {
         assert_eq!(
@@ -442,10 +437,8 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
             .insert("x-api-key", owner.parse().expect("a value"));
         tokio::spawn(async move {
             let started = Instant::now();
-            (
-                grpc.remove_group_member(request).await.map(drop),
-                started.elapsed(),
-            )
+            let outcome = grpc.remove_group_member(request).await.map(drop);
+            (outcome, started.elapsed())
         })
     });
     let mut outcomes = Vec::new();

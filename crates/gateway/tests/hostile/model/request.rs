@@ -343,35 +343,29 @@ fn the_model_reads_paths_ids_names_keys_and_queries_as_the_readme_says() {
             .collect()
     };
     let h = headers(&[("X-Api-Key", b"  "), ("Authorization", b"Token  a")]);
-    assert_eq!(
-        find_key(&h, Some("api_key=&apikey=b+c")),
-        Some(b"b c".to_vec())
-    );
-    assert_eq!(find_key(&h, Some("apikey=&api_key")), Some(b"a".to_vec()));
-    assert_eq!(
-        find_key(&h, Some("api_key=x&api%5Fkey=y")),
-        Some(b"y".to_vec())
-    );
+    let found: [(&str, &[u8]); 3] = [
+        ("api_key=&apikey=b+c", b"b c"),
+        ("apikey=&api_key", b"a"),
+        ("api_key=x&api%5Fkey=y", b"y"),
+    ];
+    for (query, key) in found {
+        assert_eq!(find_key(&h, Some(query)).as_deref(), Some(key), "{query}");
+    }
     let h = headers(&[("authorization", b"a b c")]);
     assert_eq!(find_key(&h, None), None);
-    let q = list_query(Some(
-        "group=03&user=&page_size=0007&page_token=abc&api_key=k",
-    ))
-    .unwrap();
+    let q = "group=03&user=&page_size=0007&page_token=abc&api_key=k";
+    let q = list_query(Some(q)).unwrap();
     assert_eq!(
         (q.group, q.user, q.page_size, q.token.as_deref()),
         (Some(3), None, 7, Some("abc"))
     );
     assert_eq!(list_query(None).map(|q| q.page_size), Some(50));
-    for bad in [
-        "page_size=0",
-        "page_size=101",
-        "page_size=+5",
-        "page_size=%205",
-        "gr%6Fup=x",
-        "user=-1",
+    #[rustfmt::skip]
+    let bad_queries = [
+        "page_size=0", "page_size=101", "page_size=+5", "page_size=%205", "gr%6Fup=x", "user=-1",
         "page_token=%FF",
-    ] {
+    ];
+    for bad in bad_queries {
         assert_eq!(list_query(Some(bad)), None, "{bad}");
     }
 }
