@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
 use groups_runtime::RequestId;
@@ -62,11 +62,11 @@ fn json_lines_of(logs: &str, id: &str) -> Vec<Value> {
 /// once written: the server writes its line when the answer's trailers go out, which may
 /// trail the client.
 async fn the_line_of(process: &ServiceProcess, id: &str, kind: &str) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     loop {
         let lines = json_lines_of(&process.logs(), id);
         let of_kind: Vec<&Value> = lines.iter().filter(|l| l["message"] == kind).collect();
-        if !of_kind.is_empty() || std::time::Instant::now() >= deadline {
+        if !of_kind.is_empty() || Instant::now() >= deadline {
             assert_eq!(of_kind.len(), 1, "one {kind} line: {lines:#?}");
             assert!(of_kind[0]["latency_ms"].is_f64(), "{:?}", of_kind[0]);
             return of_kind[0].clone();
@@ -199,23 +199,16 @@ async fn an_internal_grpc_caller_sends_its_own_id_and_gets_it_back() {
         ("x-request-id", "batch-job-7"),
     ]);
     let response = client.remove_group_member(request).await.expect("removed");
-    assert_eq!(
-        response.metadata().get("x-request-id").unwrap(),
-        "batch-job-7"
-    );
-    assert!(
-        server.wait_for_log("request_id=batch-job-7", WAIT),
-        "{}",
-        server.logs()
-    );
+    let echoed = response.metadata().get("x-request-id").unwrap();
+    assert_eq!(echoed, "batch-job-7");
+    let logged = server.wait_for_log("request_id=batch-job-7", WAIT);
+    assert!(logged, "{}", server.logs());
 
     // Errors travel with the id too (a trailers-only answer).
     let again = removal(&[("x-request-id", "batch-job-8")]);
     let status = client.remove_group_member(again).await.expect_err("no key");
-    assert_eq!(
-        status.metadata().get("x-request-id").unwrap(),
-        "batch-job-8"
-    );
+    let echoed = status.metadata().get("x-request-id").unwrap();
+    assert_eq!(echoed, "batch-job-8");
 }
 
 /// One sample of a Prometheus text page: name and labels.
