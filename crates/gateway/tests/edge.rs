@@ -26,6 +26,12 @@ fn member_url(base: &str, group: impl std::fmt::Display, user: impl std::fmt::Di
     format!("{base}/v1.1/instances/demo/groups/{group}/users/{user}/")
 }
 
+/// The status `client`'s removal at `url` with `key` is answered with.
+async fn removal_status(client: &reqwest::Client, url: &str, key: &str) -> u16 {
+    let response = client.delete(url).header("X-API-KEY", key).send().await;
+    response.expect("an answer").status().as_u16()
+}
+
 /// The owner's removal of the demo membership through the gateway at `base`: the status and
 /// how long the answer took.
 async fn remove_demo_membership(
@@ -33,14 +39,18 @@ async fn remove_demo_membership(
     base: &str,
     world: &World,
 ) -> (u16, Duration) {
+    let url = member_url(base, world.demo.group, world.demo.user);
     let started = Instant::now();
-    let response = client
-        .delete(member_url(base, world.demo.group, world.demo.user))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    (response.status().as_u16(), started.elapsed())
+    let status = removal_status(client, &url, &world.demo.owner.key).await;
+    (status, started.elapsed())
+}
+
+/// The status `client`'s read of the demo group through the gateway at `base` with `key` is
+/// answered with.
+async fn group_read_status(client: &reqwest::Client, base: &str, world: &World, key: &str) -> u16 {
+    let url = format!("{base}/v1.1/instances/demo/groups/{}/", world.demo.group);
+    let response = client.get(url).header("X-API-KEY", key).send().await;
+    response.expect("an answer").status().as_u16()
 }
 
 /// A client whose connections come from `local` (a loopback address of its own).
@@ -70,6 +80,12 @@ fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// Whether `stream` is still open at `until` (checked for at least a millisecond).
+fn open_until(stream: &mut TcpStream, until: Instant) -> bool {
+    let wait = until.saturating_duration_since(Instant::now());
+    !closed_within(stream, wait.max(Duration::from_millis(1)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,12 +119,9 @@ async fn stalled_heads_and_idle_connections_are_closed_while_requests_are_served
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
 
     // Every stalled head is closed at the header timeout (from its own accept), not before.
-    let early = (opened + Duration::from_millis(1200)).saturating_duration_since(Instant::now());
     let last = stalled.last_mut().expect("stalled connections");
-    assert!(
-        !closed_within(last, early.max(Duration::from_millis(1))),
-        "closed before the header timeout"
-    );
+    let early = opened + Duration::from_millis(1200);
+    assert!(open_until(last, early), "closed before the header timeout");
     let deadline = opened + Duration::from_secs(5);
     for stream in &mut stalled {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -122,10 +135,9 @@ async fn stalled_heads_and_idle_connections_are_closed_while_requests_are_served
     let mut answer = [0_u8; 17];
     idle.read_exact(&mut answer).expect("the answer");
     assert_eq!(&answer, b"HTTP/1.1 200 OK\r\n");
-    let before_idle_timeout =
-        (idle_since + Duration::from_millis(2700)).saturating_duration_since(Instant::now());
+    let before_idle_timeout = idle_since + Duration::from_millis(2700);
     assert!(
-        !closed_within(&mut idle, before_idle_timeout.max(Duration::from_millis(1))),
+        open_until(&mut idle, before_idle_timeout),
         "closed before the idle timeout"
     );
     assert!(
@@ -170,12 +182,8 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
 
 /// `groups_server_rpcs_total` of the removal method, from the server's metrics page.
 async fn removals_seen(metrics: SocketAddr) -> u64 {
-    let page = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .expect("a page")
-        .text()
-        .await
-        .expect("text");
+    let page = reqwest::get(format!("http://{metrics}/metrics")).await;
+    let page = page.expect("a page").text().await.expect("text");
     page.lines()
         .filter(|line| {
             line.starts_with("groups_server_rpcs_total{") && line.contains("RemoveGroupMember")
@@ -240,61 +248,32 @@ async fn failed_authentication_is_throttled_per_client_address() {
     );
     // Before any other check: even a valid key from that address waits, and the server never
     // hears of either request.
-    let valid = attacker
-        .delete(&url)
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(valid.status(), 429);
+    let owner = &world.demo.owner.key;
+    assert_eq!(removal_status(&attacker, &url, owner).await, 429);
     assert_eq!(removals_seen(metrics).await, reached);
     assert!(world.is_member(world.demo.group, world.demo.user));
     // A tenant at another address never notices.
     let tenant = client_from("127.0.0.2");
-    let response = tenant
-        .delete(&url)
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 204);
+    assert_eq!(removal_status(&tenant, &url, owner).await, 204);
     // Refilled at the limit: a second later the address is heard again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let again = attacker
-        .delete(&url)
-        .header("X-API-KEY", BAD_KEY)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(again.status(), 403);
+    assert_eq!(removal_status(&attacker, &url, BAD_KEY).await, 403);
 
     // Behind a trusted proxy, the address it forwards is the one counted.
     let proxy = client_from("127.0.0.9");
     let via_proxy = |client_address: &'static str| {
-        proxy
+        let request = proxy
             .delete(url.replace("/demo/", "/nosuch/"))
-            .header("X-Forwarded-For", format!("10.0.0.1, {client_address}"))
+            .header("X-Forwarded-For", format!("10.0.0.1, {client_address}"));
+        async move { request.send().await.expect("an answer").status() }
     };
     let mut failures = 0;
-    while via_proxy("203.0.113.5")
-        .send()
-        .await
-        .expect("an answer")
-        .status()
-        == 404
-    {
+    while via_proxy("203.0.113.5").await == 404 {
         failures += 1;
         assert!(failures <= 20, "never throttled");
     }
     assert!(failures >= 2, "{failures}");
-    assert_eq!(
-        via_proxy("203.0.113.6")
-            .send()
-            .await
-            .expect("an answer")
-            .status(),
-        404
-    );
+    assert_eq!(via_proxy("203.0.113.6").await, 404);
 }
 
 /// `connections` connections from `attacker` sending failing removals to `url` for `seconds`:
@@ -312,12 +291,7 @@ async fn flood(
             tokio::spawn(async move {
                 let (mut failed, mut throttled) = (0u64, 0u64);
                 while Instant::now() < until {
-                    let response = attacker
-                        .delete(&url)
-                        .header("X-API-KEY", BAD_KEY)
-                        .send()
-                        .await;
-                    match response.expect("an answer").status().as_u16() {
+                    match removal_status(&attacker, &url, BAD_KEY).await {
                         404 => failed += 1,
                         429 => throttled += 1,
                         other => panic!("only 404 and 429: {other}"),
@@ -388,29 +362,14 @@ async fn an_address_that_failed_once_is_served_while_it_succeeds() {
     let server = ServiceCommand::server(world.url()).spawn();
     // One failure a second, a burst of two: after one failure, one left.
     let gateway = spawn_gateway(&server.url(), &["--auth-failure-limit", "1"]);
-    let client = client_from("127.0.0.4");
-    let group = format!(
-        "{}/v1.1/instances/demo/groups/{}/",
-        gateway.url(),
-        world.demo.group
-    );
-    let failed = client
-        .get(&group)
-        .header("X-API-KEY", BAD_KEY)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(failed.status(), 403);
+    let (client, base) = (client_from("127.0.0.4"), gateway.url());
+    let failed = group_read_status(&client, &base, &world, BAD_KEY).await;
+    assert_eq!(failed, 403);
     // Each success gives back the failure it reserved: more successes than the bucket holds,
     // one after another, are all served.
     for n in 0..6 {
-        let response = client
-            .get(&group)
-            .header("X-API-KEY", &world.demo.owner.key)
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(response.status(), 200, "read {n}");
+        let status = group_read_status(&client, &base, &world, &world.demo.owner.key).await;
+        assert_eq!(status, 200, "read {n}");
     }
 }
 
@@ -426,17 +385,9 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
         .args(["--pool-size", "1", "--queue-size", "2"])
         .spawn();
     let gateway = spawn_gateway(&server.url(), &["--max-in-flight", "2"]);
-    let warm = reqwest::Client::new()
-        .get(format!(
-            "{}/v1.1/instances/demo/groups/{}/",
-            gateway.url(),
-            world.demo.group
-        ))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(warm.status(), 200);
+    let owner = &world.demo.owner.key;
+    let warm = group_read_status(&reqwest::Client::new(), &gateway.url(), &world, owner).await;
+    assert_eq!(warm, 200);
     proxy.set_latency(Duration::from_millis(400));
 
     // Gateway: two in flight, the other four 503 at once.
@@ -444,7 +395,7 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
     let sent = members.iter().take(4).map(|user| {
         let request = client
             .delete(member_url(&gateway.url(), world.demo.group, user))
-            .header("X-API-KEY", &world.demo.owner.key);
+            .header("X-API-KEY", owner);
         tokio::spawn(async move {
             let started = Instant::now();
             let response = request.send().await.expect("an answer");
@@ -457,11 +408,8 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
         answers.push(task.await.expect("a task"));
     }
     let shed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
-    assert_eq!(
-        answers.iter().filter(|a| a.0 == 204).count(),
-        2,
-        "{answers:?}"
-    );
+    let removed = answers.iter().filter(|a| a.0 == 204).count();
+    assert_eq!(removed, 2, "{answers:?}");
     assert_eq!(shed.len(), 2, "{answers:?}");
     for (_, retry_after, took) in shed {
         assert_eq!(
@@ -472,12 +420,9 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
     }
 
     // Server: one running, two waiting, the rest UNAVAILABLE at once.
-    let channel = tonic::transport::Channel::from_shared(server.url())
-        .expect("a URL")
-        .connect()
+    let grpc = GroupMembersClient::connect(server.url())
         .await
         .expect("connected");
-    let grpc = GroupMembersClient::new(channel);
     let calls = (0..6).map(|n| {
         let mut grpc = grpc.clone();
         let mut request = tonic::Request::new(RemoveGroupMemberRequest {
@@ -489,13 +434,11 @@ async fn load_is_shed_at_once_at_the_gateway_and_at_the_server() {
         });
         request
             .metadata_mut()
-            .insert("x-api-key", world.demo.owner.key.parse().expect("a value"));
+            .insert("x-api-key", owner.parse().expect("a value"));
         tokio::spawn(async move {
             let started = Instant::now();
-            (
-                grpc.remove_group_member(request).await.map(drop),
-                started.elapsed(),
-            )
+            let outcome = grpc.remove_group_member(request).await.map(drop);
+            (outcome, started.elapsed())
         })
     });
     let mut outcomes = Vec::new();

@@ -3,20 +3,23 @@
 //! trace per removal (gateway span → server span) at an OTLP collector stand-in.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::fmt::Display;
+use std::time::{Duration, Instant};
 
 use groups_proto::{GroupMembersClient, RemoveGroupMemberRequest};
 use groups_runtime::RequestId;
 use groups_testkit::{
-    FaultProxy, OtlpSink, ServiceCommand, ServiceProcess, UserId, World, spawn_json_logging_stack,
+    ExportedSpan, FaultProxy, OtlpSink, ServiceCommand, ServiceProcess, Stack, UserId, World,
+    spawn_json_logging_stack,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 const REMOVE_RPC: &str = "/groups.v1.GroupMembers/RemoveGroupMember";
 const MEMBER_ROUTE: &str = "/v1.1/instances/{instance}/groups/{group_id}/users/{user_id}/";
 const GET_USER_RPC: &str = "/groups.v1.Directory/GetUser";
 const USER_ROUTE: &str = "/v1.1/instances/{instance}/users/{user_id}/";
+const POOL: &str = "groups_server_pool_connections";
 
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -25,21 +28,15 @@ fn http_client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
-fn member_url(gateway: &ServiceProcess, group: impl ToString, user: impl ToString) -> String {
+fn member_url(gateway: &ServiceProcess, group: impl Display, user: impl Display) -> String {
     format!(
-        "{}/v1.1/instances/demo/groups/{}/users/{}/",
-        gateway.url(),
-        group.to_string(),
-        user.to_string()
+        "{}/v1.1/instances/demo/groups/{group}/users/{user}/",
+        gateway.url()
     )
 }
 
-fn user_url(gateway: &ServiceProcess, user: impl ToString) -> String {
-    format!(
-        "{}/v1.1/instances/demo/users/{}/",
-        gateway.url(),
-        user.to_string()
-    )
+fn user_url(gateway: &ServiceProcess, user: impl Display) -> String {
+    format!("{}/v1.1/instances/demo/users/{user}/", gateway.url())
 }
 
 /// A fresh user of "demo", member of the demo group.
@@ -61,26 +58,36 @@ fn json_lines_of(logs: &str, id: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The request's span (the first of the line's span list) and the line's own fields.
-fn span_of(line: &Value) -> &Value {
-    &line["spans"][0]
-}
-
 /// The one line of `kind` (`request` at the gateway, `rpc` at the server) of request `id`,
 /// once written: the server writes its line when the answer's trailers go out, which may
 /// trail the client.
 async fn the_line_of(process: &ServiceProcess, id: &str, kind: &str) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     loop {
         let lines = json_lines_of(&process.logs(), id);
         let of_kind: Vec<&Value> = lines.iter().filter(|l| l["message"] == kind).collect();
-        if !of_kind.is_empty() || std::time::Instant::now() >= deadline {
+        if !of_kind.is_empty() || Instant::now() >= deadline {
             assert_eq!(of_kind.len(), 1, "one {kind} line: {lines:#?}");
             assert!(of_kind[0]["latency_ms"].is_f64(), "{:?}", of_kind[0]);
             return of_kind[0].clone();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Request `id` followed through the stack: its access line at the gateway has `access`'s
+/// fields, its RPC line at the server says OK, and that line's span (the request's, the first
+/// of its span list) has `span`'s fields (a null one: absent).
+async fn assert_followed(stack: &Stack, id: &str, access: Value, span: Value) {
+    let has_fields = |line: &Value, fields: Value| {
+        for (name, field) in fields.as_object().expect("fields") {
+            assert_eq!(&line[name], field, "{name}: {line}");
+        }
+    };
+    has_fields(&the_line_of(&stack.gateway, id, "request").await, access);
+    let rpc = the_line_of(&stack.server, id, "rpc").await;
+    assert_eq!(rpc["code"], "OK");
+    has_fields(&rpc["spans"][0], span);
 }
 
 #[tokio::test]
@@ -92,49 +99,29 @@ async fn one_request_id_follows_a_call_through_both_processes_json_logs() {
     let removal = format!("test-{}", RequestId::generate());
     let read = format!("test-{}", RequestId::generate());
 
-    for (request, id, status) in [
+    let (group, user) = (demo.group.get(), demo.user.get());
+    // The read asks no group: none in its span.
+    for (request, id, access, span) in [
         (
-            http_client().delete(member_url(gateway, demo.group, demo.user)),
+            http_client().delete(member_url(gateway, group, user)),
             &removal,
-            204,
+            json!({ "method": "DELETE", "route": MEMBER_ROUTE, "status": 204 }),
+            json!({ "rpc": REMOVE_RPC, "instance": "demo", "group": group, "user": user, "outcome": "removed" }),
         ),
-        (http_client().get(user_url(gateway, demo.user)), &read, 200),
+        (
+            http_client().get(user_url(gateway, user)),
+            &read,
+            json!({ "method": "GET", "route": USER_ROUTE, "status": 200 }),
+            json!({ "rpc": GET_USER_RPC, "instance": "demo", "group": null, "user": user, "outcome": "found" }),
+        ),
     ] {
-        let response = request
-            .header("X-API-KEY", &demo.owner.key)
-            .header("X-Request-Id", id)
-            .send()
-            .await
-            .expect("an answer");
-        assert_eq!(response.status(), status);
+        let request = request.header("X-API-KEY", &demo.owner.key);
+        let response = request.header("X-Request-Id", id).send().await;
+        let response = response.expect("an answer");
+        assert_eq!(access["status"], response.status().as_u16());
         assert_eq!(response.headers()["x-request-id"], id.as_str());
+        assert_followed(&stack, id, access, span).await;
     }
-
-    let access = the_line_of(gateway, &removal, "request").await;
-    assert_eq!(access["method"], "DELETE");
-    assert_eq!(access["route"], MEMBER_ROUTE);
-    assert_eq!(access["status"], 204);
-    let rpc = the_line_of(server, &removal, "rpc").await;
-    assert_eq!(rpc["code"], "OK");
-    let span = span_of(&rpc);
-    assert_eq!(span["rpc"], REMOVE_RPC);
-    assert_eq!(span["instance"], "demo");
-    assert_eq!(span["group"], demo.group.get());
-    assert_eq!(span["user"], demo.user.get());
-    assert_eq!(span["outcome"], "removed");
-
-    let access = the_line_of(gateway, &read, "request").await;
-    assert_eq!(access["method"], "GET");
-    assert_eq!(access["route"], USER_ROUTE);
-    assert_eq!(access["status"], 200);
-    let rpc = the_line_of(server, &read, "rpc").await;
-    assert_eq!(rpc["code"], "OK");
-    let span = span_of(&rpc);
-    assert_eq!(span["rpc"], GET_USER_RPC);
-    assert_eq!(span["instance"], "demo");
-    assert_eq!(span["user"], demo.user.get());
-    assert!(span["group"].is_null(), "no group asked: {span}");
-    assert_eq!(span["outcome"], "found");
 
     for (name, logs) in [("gateway", gateway.logs()), ("server", server.logs())] {
         assert!(!logs.contains(&demo.owner.key), "{name} logged the key");
@@ -168,10 +155,8 @@ async fn a_request_without_a_usable_id_gets_a_new_one_in_both_human_logs() {
             request = request.header("X-Request-Id", given);
         }
         let response = request.send().await.expect("an answer");
-        let id = response.headers()["x-request-id"]
-            .to_str()
-            .expect("ASCII")
-            .to_owned();
+        let id = response.headers()["x-request-id"].to_str();
+        let id = id.expect("ASCII");
         assert_eq!(id.len(), 32, "{given:?} → {id}");
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         let needle = format!("request_id={id}");
@@ -179,12 +164,9 @@ async fn a_request_without_a_usable_id_gets_a_new_one_in_both_human_logs() {
         assert!(server.wait_for_log(&needle, WAIT), "{}", server.logs());
     }
     // A key sent as a request id is not taken (it would be logged with every line).
-    let response = http
-        .get(format!("{}/healthz", gateway.url()))
-        .header("X-Request-Id", key_shaped)
-        .send()
-        .await
-        .expect("an answer");
+    let health = http.get(format!("{}/healthz", gateway.url()));
+    let response = health.header("X-Request-Id", key_shaped).send().await;
+    let response = response.expect("an answer");
     assert_ne!(response.headers()["x-request-id"], key_shaped);
     assert!(!gateway.logs().contains(key_shaped));
 }
@@ -197,46 +179,36 @@ async fn an_internal_grpc_caller_sends_its_own_id_and_gets_it_back() {
         .await
         .expect("connected");
     let demo = &world.demo;
-    let mut request = tonic::Request::new(RemoveGroupMemberRequest {
-        instance_name: "demo".to_owned(),
-        group_id: demo.group.get(),
-        user_id: demo.user.get(),
-        allow_missing: false,
-        parent: 0,
-    });
-    request
-        .metadata_mut()
-        .insert("x-api-key", demo.owner.key.parse().expect("ASCII"));
-    request
-        .metadata_mut()
-        .insert("x-request-id", "batch-job-7".parse().expect("ASCII"));
+    // The demo membership's removal, with these metadata.
+    let removal = |metadata: &[(&'static str, &str)]| {
+        let mut request = tonic::Request::new(RemoveGroupMemberRequest {
+            instance_name: "demo".to_owned(),
+            group_id: demo.group.get(),
+            user_id: demo.user.get(),
+            allow_missing: false,
+            parent: 0,
+        });
+        for &(name, value) in metadata {
+            let value = value.parse().expect("ASCII");
+            request.metadata_mut().insert(name, value);
+        }
+        request
+    };
+    let request = removal(&[
+        ("x-api-key", &demo.owner.key),
+        ("x-request-id", "batch-job-7"),
+    ]);
     let response = client.remove_group_member(request).await.expect("removed");
-    assert_eq!(
-        response.metadata().get("x-request-id").unwrap(),
-        "batch-job-7"
-    );
-    assert!(
-        server.wait_for_log("request_id=batch-job-7", WAIT),
-        "{}",
-        server.logs()
-    );
+    let echoed = response.metadata().get("x-request-id").unwrap();
+    assert_eq!(echoed, "batch-job-7");
+    let logged = server.wait_for_log("request_id=batch-job-7", WAIT);
+    assert!(logged, "{}", server.logs());
 
     // Errors travel with the id too (a trailers-only answer).
-    let mut again = tonic::Request::new(RemoveGroupMemberRequest {
-        instance_name: "demo".to_owned(),
-        group_id: demo.group.get(),
-        user_id: demo.user.get(),
-        allow_missing: false,
-        parent: 0,
-    });
-    again
-        .metadata_mut()
-        .insert("x-request-id", "batch-job-8".parse().expect("ASCII"));
+    let again = removal(&[("x-request-id", "batch-job-8")]);
     let status = client.remove_group_member(again).await.expect_err("no key");
-    assert_eq!(
-        status.metadata().get("x-request-id").unwrap(),
-        "batch-job-8"
-    );
+    let echoed = status.metadata().get("x-request-id").unwrap();
+    assert_eq!(echoed, "batch-job-8");
 }
 
 /// One sample of a Prometheus text page: name and labels.
@@ -277,15 +249,11 @@ fn samples(page: &str) -> Vec<Sample> {
 /// The value of the one sample named `name` with (at least) these labels; 0 when none.
 #[track_caller]
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let matching: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .collect();
+    let labelled = |s: &&Sample| {
+        let has = |&(k, v): &(&str, &str)| s.labels.get(k).map(String::as_str) == Some(v);
+        s.name == name && labels.iter().all(has)
+    };
+    let matching: Vec<&Sample> = samples.iter().filter(labelled).collect();
     assert!(matching.len() <= 1, "{name} {labels:?}: {matching:?}");
     matching.first().map_or(0.0, |s| s.value)
 }
@@ -293,13 +261,8 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 async fn scrape(url: String) -> Vec<Sample> {
     let response = reqwest::get(url).await.expect("a metrics page");
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain"),
-        "{response:?}"
-    );
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/plain"), "{response:?}");
     samples(&response.text().await.expect("a body"))
 }
 
@@ -308,12 +271,8 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     let world = World::new();
     let proxy = FaultProxy::start(world.db.server_addr());
     let server = ServiceCommand::server(&world.db.url_via(proxy.addr()))
-        .args([
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--pool-timeout-ms",
-            "500",
-        ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(["--pool-timeout-ms", "500"])
         .spawn();
     let gateway = ServiceCommand::gateway(&server.url())
         .args(["--rate-limit", "0"])
@@ -327,16 +286,12 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     };
 
     // 3 removed, 2 not members, 1 unknown path, then 2 while the database is unreachable.
-    let members = [
-        demo.user,
-        new_member(&world, "m1"),
-        new_member(&world, "m2"),
-    ];
-    for user in members {
+    let (m1, m2) = (new_member(&world, "m1"), new_member(&world, "m2"));
+    for user in [demo.user, m1, m2] {
         assert_eq!(delete(user).send().await.unwrap().status(), 204);
     }
-    for user in &members[..2] {
-        assert_eq!(delete(*user).send().await.unwrap().status(), 404);
+    for user in [demo.user, m1] {
+        assert_eq!(delete(user).send().await.unwrap().status(), 404);
     }
     // And a read: one user found, one not.
     for (user, status) in [(demo.user.get(), 200), (987_654_321, 404)] {
@@ -345,20 +300,12 @@ async fn both_processes_count_requests_by_route_method_and_status() {
             .header("X-API-KEY", &demo.owner.key);
         assert_eq!(read.send().await.unwrap().status(), status);
     }
-    let unknown = http
-        .get(format!("{}/no/such/path", gateway.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    let unknown = http.get(format!("{}/no/such/path", gateway.url()));
+    assert_eq!(unknown.send().await.unwrap().status(), 404);
     // While the database answers, the pool holds connections (the gauges are read at scrape).
+    let pool = |samples: &[Sample], state| value(samples, POOL, &[("state", state)]);
     let up = scrape(metrics_url.clone()).await;
-    let in_use = value(
-        &up,
-        "groups_server_pool_connections",
-        &[("state", "in_use")],
-    );
-    let idle = value(&up, "groups_server_pool_connections", &[("state", "idle")]);
+    let (in_use, idle) = (pool(&up, "in_use"), pool(&up, "idle"));
     assert!(
         in_use >= 0.0 && idle >= 0.0 && in_use + idle >= 1.0,
         "in_use {in_use}, idle {idle}"
@@ -385,59 +332,32 @@ async fn both_processes_count_requests_by_route_method_and_status() {
     assert_eq!(value(&g, durations, &read_route), 2.0);
     let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
     assert_eq!(value(&g, requests, &unmatched), 1.0);
-    assert_eq!(
-        value(
-            &g,
-            "groups_gateway_request_duration_seconds_count",
-            &delete_route
-        ),
-        7.0
-    );
-    assert_eq!(
-        value(
-            &g,
-            "groups_gateway_request_duration_seconds_bucket",
-            &[delete_route[0], delete_route[1], ("le", "+Inf")]
-        ),
-        7.0
-    );
-    assert!(
-        g.iter()
-            .all(|s| !s.labels.values().any(|v| v.contains("/instances/demo/"))),
-        "a raw path in a label"
-    );
+    assert_eq!(value(&g, durations, &delete_route), 7.0);
+    let buckets = "groups_gateway_request_duration_seconds_bucket";
+    let slowest = [delete_route[0], delete_route[1], ("le", "+Inf")];
+    assert_eq!(value(&g, buckets, &slowest), 7.0);
+    let raw = |s: &Sample| s.labels.values().any(|v| v.contains("/instances/demo/"));
+    assert!(!g.iter().any(raw), "a raw path in a label");
 
     let s = scrape(metrics_url).await;
     let rpcs = "groups_server_rpcs_total";
+    let durations = "groups_server_rpc_duration_seconds_count";
     let method = ("method", REMOVE_RPC);
     for (code, count) in [("OK", 3.0), ("NOT_FOUND", 2.0), ("UNAVAILABLE", 2.0)] {
-        assert_eq!(
-            value(&s, rpcs, &[method, ("code", code)]),
-            count,
-            "server {code}"
-        );
+        let labels = [method, ("code", code)];
+        assert_eq!(value(&s, rpcs, &labels), count, "server {code}");
     }
-    assert_eq!(
-        value(&s, "groups_server_rpc_duration_seconds_count", &[method]),
-        7.0
-    );
+    assert_eq!(value(&s, durations, &[method]), 7.0);
     let read = ("method", GET_USER_RPC);
     for code in ["OK", "NOT_FOUND"] {
         let labels = [read, ("code", code)];
         assert_eq!(value(&s, rpcs, &labels), 1.0, "server GetUser {code}");
     }
-    assert_eq!(
-        value(&s, "groups_server_rpc_duration_seconds_count", &[read]),
-        2.0
-    );
+    assert_eq!(value(&s, durations, &[read]), 2.0);
     assert_eq!(value(&s, "groups_server_database_errors_total", &[]), 2.0);
-    let in_use = value(&s, "groups_server_pool_connections", &[("state", "in_use")]);
-    let idle = value(&s, "groups_server_pool_connections", &[("state", "idle")]);
+    let (in_use, idle) = (pool(&s, "in_use"), pool(&s, "idle"));
     assert!(in_use >= 0.0 && idle >= 0.0, "in_use {in_use}, idle {idle}");
-    assert!(
-        s.iter().any(|s| s.name == "groups_server_pool_connections"),
-        "no pool gauges"
-    );
+    assert!(s.iter().any(|s| s.name == POOL), "no pool gauges");
 }
 
 #[tokio::test]
@@ -458,38 +378,31 @@ async fn a_removal_is_one_trace_across_both_processes() {
     let http = http_client();
     let member = new_member(&world, "traced");
 
-    // A removal: the gateway starts the trace.
-    let first = format!("test-{}", RequestId::generate());
-    let response = http
-        .delete(member_url(&gateway, demo.group, demo.user))
-        .header("X-API-KEY", &demo.owner.key)
-        .header("X-Request-Id", &first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-
-    // A removal by a client that traces: the gateway continues the client's trace.
+    // A removal, where the gateway starts the trace, then one by a client that traces, whose
+    // trace the gateway continues.
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
+    let first = format!("test-{}", RequestId::generate());
     let second = format!("test-{}", RequestId::generate());
-    let response = http
-        .delete(member_url(&gateway, demo.group, member))
-        .header("X-API-KEY", &demo.owner.key)
-        .header("X-Request-Id", &second)
-        .header("traceparent", format!("00-{client_trace}-{client_span}-01"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    let traced = format!("00-{client_trace}-{client_span}-01");
+    for (user, id, traceparent) in [(demo.user, &first, None), (member, &second, Some(traced))] {
+        let mut request = http
+            .delete(member_url(&gateway, demo.group, user))
+            .header("X-API-KEY", &demo.owner.key)
+            .header("X-Request-Id", id);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 204);
+    }
 
-    let of = |spans: &[groups_testkit::ExportedSpan], id: &str, service: &str| {
+    let of = |spans: &[ExportedSpan], id: &str, service: &str| {
         spans
             .iter()
             .find(|s| s.service == service && s.attribute("request_id") == Some(id))
             .cloned()
     };
-    let all_four = |spans: &[groups_testkit::ExportedSpan]| {
+    let all_four = |spans: &[ExportedSpan]| {
         [&first, &second].iter().all(|id| {
             of(spans, id, "groups-gateway").is_some() && of(spans, id, "groups-server").is_some()
         })
@@ -517,15 +430,12 @@ async fn a_removal_is_one_trace_across_both_processes() {
         );
         assert_eq!(g.name, format!("DELETE {MEMBER_ROUTE}"));
         assert_eq!(s.name, REMOVE_RPC);
-        assert_eq!(
-            (g.kind.as_str(), s.kind.as_str()),
-            ("SPAN_KIND_SERVER", "SPAN_KIND_SERVER")
-        );
-        assert!(
-            g.attributes
-                .iter()
-                .all(|(_, v)| !v.contains(&demo.owner.key))
-        );
+        assert_eq!([g.kind.as_str(), s.kind.as_str()], ["SPAN_KIND_SERVER"; 2]);
+        let leaked = g
+            .attributes
+            .iter()
+            .any(|(_, v)| v.contains(&demo.owner.key));
+        assert!(!leaked, "the key in the gateway's span: {g:#?}");
     }
     let g = of(&spans, &first, "groups-gateway").unwrap();
     assert!(

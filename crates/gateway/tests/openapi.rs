@@ -23,21 +23,10 @@ const METHODS: [&str; 8] = [
 ];
 
 /// The JSON Schema keywords [`conforms`] checks, and those that only document.
+#[rustfmt::skip]
 const CHECKED_KEYWORDS: [&str; 14] = [
-    "type",
-    "enum",
-    "const",
-    "minimum",
-    "maximum",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "items",
-    "maxItems",
-    "required",
-    "properties",
-    "additionalProperties",
-    "$ref",
+    "type", "enum", "const", "minimum", "maximum", "minLength", "maxLength", "pattern", "items",
+    "maxItems", "required", "properties", "additionalProperties", "$ref",
 ];
 const DOCUMENTING_KEYWORDS: [&str; 4] = ["description", "format", "default", "examples"];
 
@@ -115,29 +104,31 @@ fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     {
         return fail("const");
     }
-    if let Some(number) = value.as_i64() {
-        let bound = |name| schema.get(name).map(|b| b.as_i64().expect("an i64 bound"));
-        if bound("minimum").is_some_and(|minimum| number < minimum) {
-            return fail("minimum");
+    // A number's bounds, and a text's length's.
+    let measured = match value {
+        Value::Number(number) => number.as_i64().map(|n| (n, ["minimum", "maximum"])),
+        Value::String(text) => Some((text.chars().count() as i64, ["minLength", "maxLength"])),
+        _ => None,
+    };
+    if let Some((measure, [least, most])) = measured {
+        let bound = |name| {
+            schema
+                .get(name)
+                .map(|b| b.as_i64().expect("an integer bound"))
+        };
+        if bound(least).is_some_and(|b| measure < b) {
+            return fail(least);
         }
-        if bound("maximum").is_some_and(|maximum| number > maximum) {
-            return fail("maximum");
+        if bound(most).is_some_and(|b| measure > b) {
+            return fail(most);
         }
     }
-    if let Some(text) = value.as_str() {
-        let length = text.chars().count() as u64;
-        let bound = |name| schema.get(name).and_then(Value::as_u64);
-        if bound("minLength").is_some_and(|minimum| length < minimum) {
-            return fail("minLength");
-        }
-        if bound("maxLength").is_some_and(|maximum| length > maximum) {
-            return fail("maxLength");
-        }
-        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("pattern {pattern}: {e}"));
-            if !regex.is_match(text) {
-                return fail("pattern");
-            }
+    if let Some(text) = value.as_str()
+        && let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+    {
+        let regex = Regex::new(pattern).unwrap_or_else(|e| panic!("pattern {pattern}: {e}"));
+        if !regex.is_match(text) {
+            return fail("pattern");
         }
     }
     if let Some(items) = value.as_array() {
@@ -155,12 +146,8 @@ fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     let Some(object) = value.as_object() else {
         return Ok(());
     };
-    for name in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    let required = schema.get("required").and_then(Value::as_array);
+    for name in required.into_iter().flatten() {
         let name = name.as_str().expect("required names are strings");
         if !object.contains_key(name) {
             return fail(&format!("{name} missing"));
@@ -182,35 +169,37 @@ fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
 /// Checks every example in `value` against the schema beside it (a media type's or a
 /// parameter's) or the schema it belongs to; returns how many it checked.
 fn check_examples(doc: &Value, value: &Value) -> usize {
-    let mut checked = 0;
     match value {
         Value::Object(map) => {
+            let mut examples: Vec<(&Value, &Value)> = Vec::new();
             if let Some(schema) = map.get("schema") {
-                let mut examples: Vec<&Value> = map.get("example").into_iter().collect();
-                if let Some(named) = map.get("examples").and_then(Value::as_object) {
-                    examples.extend(named.values().map(|e| &resolve(doc, e)["value"]));
-                }
-                for example in examples {
-                    conforms(doc, schema, example).unwrap_or_else(|why| panic!("example: {why}"));
-                    checked += 1;
-                }
+                examples.extend(map.get("example").map(|example| (schema, example)));
+                let named = map.get("examples").and_then(Value::as_object);
+                let named = named.into_iter().flat_map(|named| named.values());
+                examples.extend(named.map(|example| (schema, &resolve(doc, example)["value"])));
             }
             if map.contains_key("type")
-                && let Some(examples) = map.get("examples").and_then(Value::as_array)
+                && let Some(own) = map.get("examples").and_then(Value::as_array)
             {
-                for example in examples {
-                    conforms(doc, value, example).unwrap_or_else(|why| panic!("example: {why}"));
-                    checked += 1;
-                }
+                examples.extend(own.iter().map(|example| (value, example)));
             }
-            checked += map.values().map(|v| check_examples(doc, v)).sum::<usize>();
+            for (schema, example) in &examples {
+                conforms(doc, schema, example).unwrap_or_else(|why| panic!("example: {why}"));
+            }
+            let nested: usize = map.values().map(|v| check_examples(doc, v)).sum();
+            examples.len() + nested
         }
-        Value::Array(items) => {
-            checked += items.iter().map(|v| check_examples(doc, v)).sum::<usize>()
-        }
-        _ => {}
+        Value::Array(items) => items.iter().map(|v| check_examples(doc, v)).sum(),
+        _ => 0,
     }
-    checked
+}
+
+/// Every operation the document describes: its path, the path item, its method and itself.
+fn operations(doc: &Value) -> impl Iterator<Item = (&String, &Value, &'static str, &Value)> {
+    let paths = doc["paths"].as_object().expect("paths");
+    paths.iter().flat_map(|(path, item)| {
+        (METHODS.iter()).filter_map(move |&method| Some((path, item, method, item.get(method)?)))
+    })
 }
 
 /// `path` with each `{name}` replaced by its parameter's example.
@@ -245,23 +234,18 @@ struct Answer {
     body: String,
 }
 
-async fn send(http: &reqwest::Client, method: Method, url: &str) -> Answer {
-    send_with(http, method, url, None).await
-}
-
-async fn send_with(http: &reqwest::Client, method: Method, url: &str, key: Option<&str>) -> Answer {
+/// Sends `method` (as the document spells it: lower case) to `url`, with `key` if given.
+async fn send(http: &reqwest::Client, method: &str, url: &str, key: Option<&str>) -> Answer {
+    let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
     let mut request = http.request(method, url);
     if let Some(key) = key {
         request = request.header("X-API-KEY", key);
     }
     let response = request.send().await.expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.text().await.expect("a body");
     Answer {
-        status,
-        headers,
-        body,
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.expect("a body"),
     }
 }
 
@@ -314,12 +298,11 @@ fn assert_described(doc: &Value, operation: &Value, answer: &Answer, head: bool,
             .unwrap_or_else(|| panic!("{case}: no {name}: {answer:?}"))
             .to_str()
             .expect("ASCII");
-        if let Ok(number) = value.parse::<i64>() {
-            let number = Value::from(number);
-            if let Err(why) = conforms(doc, &header["schema"], &number) {
-                panic!("{case}: header {name}: {why}");
-            }
-        } else if let Err(why) = conforms(doc, &header["schema"], &Value::from(value)) {
+        // A number if it reads as one, else text.
+        let value = value
+            .parse::<i64>()
+            .map_or_else(|_| Value::from(value), Value::from);
+        if let Err(why) = conforms(doc, &header["schema"], &value) {
             panic!("{case}: header {name}: {why}");
         }
     }
@@ -375,7 +358,7 @@ async fn every_described_operation_answers_as_described_without_a_key() {
     let before = world.counts();
 
     // Served as written.
-    let served = send(&http, Method::GET, &format!("{}/openapi.json", stack.url())).await;
+    let served = send(&http, "get", &format!("{}/openapi.json", stack.url()), None).await;
     assert_eq!(served.status, 200);
     assert_eq!(served.body, DOCUMENT);
 
@@ -386,9 +369,7 @@ async fn every_described_operation_answers_as_described_without_a_key() {
             let Some(operation) = item.get(method) else {
                 continue;
             };
-            let http_method =
-                Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
-            let answer = send(&http, http_method, &url).await;
+            let answer = send(&http, method, &url, None).await;
             let case = format!("{} {path}", method.to_uppercase());
             assert!(
                 !(answer.status == 404 && answer.body == r#"{"detail":"Not found"}"#),
@@ -402,24 +383,12 @@ async fn every_described_operation_answers_as_described_without_a_key() {
             .into_iter()
             .find(|m| item.get(m).is_none())
             .expect("a method not described");
-        let answer = send(
-            &http,
-            Method::from_bytes(undescribed.to_uppercase().as_bytes()).expect("a method"),
-            &url,
-        )
-        .await;
-        assert_eq!(answer.status, 405, "{undescribed} {path}: {answer:?}");
-        let described = METHODS
-            .iter()
-            .find_map(|m| item.get(*m))
-            .expect("an operation");
-        assert_described(
-            &doc,
-            described,
-            &answer,
-            false,
-            &format!("{undescribed} {path}"),
-        );
+        let answer = send(&http, undescribed, &url, None).await;
+        let case = format!("{undescribed} {path}");
+        assert_eq!(answer.status, 405, "{case}: {answer:?}");
+        let described = METHODS.iter().find_map(|m| item.get(*m));
+        let described = described.expect("an operation");
+        assert_described(&doc, described, &answer, false, &case);
         checked += 1;
     }
     let paths = doc["paths"].as_object().expect("paths").len();
@@ -445,36 +414,29 @@ async fn every_described_operation_answers_as_described_with_the_owner_s_key() {
     // Every GET is to answer 200, /readyz too: once the server has seen its database answer.
     let ready = format!("{}/readyz", stack.url());
     let deadline = Instant::now() + Duration::from_secs(20);
-    while send(&http, Method::GET, &ready).await.status != 200 {
+    while send(&http, "get", &ready, None).await.status != 200 {
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let mut removals = 0;
-    for (path, item) in doc["paths"].as_object().expect("paths") {
+    for (path, item, method, operation) in operations(&doc) {
         let url = format!("{}{}", stack.url(), with_examples(&doc, path, item));
-        for method in METHODS {
-            let Some(operation) = item.get(method) else {
-                continue;
-            };
-            // Each removal, from either side, finds the membership to remove.
-            if method == "delete" && !world.is_member(group, user) {
-                world.add_member("demo", group, user);
-            }
-            let http_method =
-                Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
-            let answer = send_with(&http, http_method, &url, key).await;
-            let case = format!("{} {path}", method.to_uppercase());
-            let success = match method {
-                "delete" | "options" => 204,
-                _ => 200,
-            };
-            assert_eq!(answer.status, success, "{case}: {answer:?}");
-            assert_described(&doc, operation, &answer, method == "head", &case);
-            if method == "delete" {
-                assert!(!world.is_member(group, user), "{case} removed nothing");
-                removals += 1;
-            }
+        // Each removal, from either side, finds the membership to remove.
+        if method == "delete" && !world.is_member(group, user) {
+            world.add_member("demo", group, user);
+        }
+        let answer = send(&http, method, &url, key).await;
+        let case = format!("{} {path}", method.to_uppercase());
+        let success = match method {
+            "delete" | "options" => 204,
+            _ => 200,
+        };
+        assert_eq!(answer.status, success, "{case}: {answer:?}");
+        assert_described(&doc, operation, &answer, method == "head", &case);
+        if method == "delete" {
+            assert!(!world.is_member(group, user), "{case} removed nothing");
+            removals += 1;
         }
     }
     assert_eq!(removals, 8, "two removal routes, four paths each");
@@ -487,7 +449,7 @@ async fn every_described_operation_answers_as_described_with_the_owner_s_key() {
         let http = &http;
         let doc = &doc;
         async move {
-            let answer = send_with(http, Method::GET, &url, key).await;
+            let answer = send(http, "get", &url, key).await;
             assert_eq!(answer.status, 200, "{url}: {answer:?}");
             assert_described(doc, operation, &answer, false, &url);
             serde_json::from_str::<Value>(&answer.body).expect("JSON")

@@ -221,30 +221,20 @@ async fn removals_in_flight_when_the_server_is_stopped_are_all_answered_204() {
         .args(["--pool-size", "1"])
         .spawn();
     let gateway = spawn_gateway(&server.url(), &["--rate-limit", "0"]);
-    let warm = reqwest::Client::new()
-        .get(format!(
-            "{}/v1.1/instances/demo/groups/{}/",
-            gateway.url(),
-            seeded.groups.0
-        ))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(warm.status(), 200);
+    let group = format!(
+        "{}/v1.1/instances/demo/groups/{}/",
+        gateway.url(),
+        seeded.groups.0
+    );
+    let key = &world.demo.owner.key;
+    let warm = reqwest::Client::new().get(&group).header("X-API-KEY", key);
+    assert_eq!(warm.send().await.expect("an answer").status(), 200);
     proxy.set_latency(Duration::from_millis(600));
     let client = reqwest::Client::new();
     let removals: Vec<_> = (0..8)
         .map(|i| {
-            let url = format!(
-                "{}/v1.1/instances/demo/groups/{}/users/{}/",
-                gateway.url(),
-                seeded.groups.0,
-                seeded.users.0 + i
-            );
-            let request = client
-                .delete(url)
-                .header("X-API-KEY", &world.demo.owner.key);
+            let url = format!("{group}users/{}/", seeded.users.0 + i);
+            let request = client.delete(url).header("X-API-KEY", key);
             tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
         })
         .collect();

@@ -5,11 +5,11 @@
 
 mod listing;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
 use diesel::connection::SimpleConnection;
+use diesel::sql_types::{BigInt, Text};
 use groups_proto::{
     AuditClient, GroupMembersClient, ListMembershipEventsRequest, MembershipEvent,
     RemoveGroupMemberRequest,
@@ -17,30 +17,37 @@ use groups_proto::{
 use groups_testkit::{
     Role, ServiceCommand, ServiceProcess, UserId, World, spawn_json_logging_stack, spawn_stack,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use tonic::Status;
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-pub(crate) fn http() -> reqwest::Client {
+fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client")
 }
 
+/// A GET of `url` with `key`.
+pub(crate) async fn get(url: &str, key: &str) -> reqwest::Response {
+    let request = http().get(url).header("X-API-KEY", key);
+    request.send().await.expect("an answer")
+}
+
 /// The JSON body of a GET of `url` with `key`.
 pub(crate) async fn get_json(url: &str, key: &str) -> Value {
-    http()
-        .get(url)
-        .header("X-API-KEY", key)
-        .send()
-        .await
-        .expect("an answer")
-        .json()
-        .await
-        .expect("JSON")
+    get(url, key).await.json().await.expect("JSON")
+}
+
+/// A DELETE of `url`, with `key` unless it is empty.
+async fn delete(url: &str, key: &str) -> reqwest::Response {
+    let mut request = http().delete(url);
+    if !key.is_empty() {
+        request = request.header("X-API-KEY", key);
+    }
+    request.send().await.expect("an answer")
 }
 
 /// A fresh user of "demo", member of the demo group.
@@ -66,41 +73,31 @@ pub(crate) fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
     request
 }
 
-/// Every event row, oldest first, as `(id, group, user, admin, role, request id)`.
-pub(crate) fn event_rows(world: &World) -> Vec<(i64, i64, i64, i64, String, String)> {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        id: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        group_id: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        user_id: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        actor_admin_id: i64,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        actor_role: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        request_id: String,
-    }
-    let rows: Vec<Row> = diesel::sql_query(
+/// A row of `membership_events`, read with SQL of this suite's own.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct EventRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) group_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    user_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    actor_admin_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    actor_role: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    request_id: String,
+}
+
+/// Every event row, oldest first.
+pub(crate) fn event_rows(world: &World) -> Vec<EventRow> {
+    diesel::sql_query(
         "SELECT id, group_id, user_id, actor_admin_id, actor_role, request_id \
          FROM membership_events ORDER BY id",
     )
     .load(&mut world.conn())
-    .expect("the events");
-    rows.into_iter()
-        .map(|r| {
-            (
-                r.id,
-                r.group_id,
-                r.user_id,
-                r.actor_admin_id,
-                r.actor_role,
-                r.request_id,
-            )
-        })
-        .collect()
+    .expect("the events")
 }
 
 pub(crate) async fn list(
@@ -158,8 +155,9 @@ async fn one_event_per_removal_and_none_for_anything_else() {
 
     // A 204 through the group side, with the client's request id.
     let before = database_now_micros(&world);
+    let owners = format!("{base}/groups/{group}/users/{}/", demo.user);
     let response = http()
-        .delete(format!("{base}/groups/{group}/users/{}/", demo.user))
+        .delete(&owners)
         .header("X-API-KEY", &demo.owner.key)
         .header("X-Request-Id", "audit-owner-1")
         .send()
@@ -167,110 +165,69 @@ async fn one_event_per_removal_and_none_for_anything_else() {
         .expect("an answer");
     assert_eq!(response.status(), 204);
     let events = event_rows(&world);
-    assert_eq!(
-        events
-            .iter()
-            .map(|e| (e.1, e.2, e.3, e.4.as_str(), e.5.as_str()))
-            .collect::<Vec<_>>(),
-        [(
-            group,
-            demo.user.get(),
-            demo.owner.id,
-            "owner",
-            "audit-owner-1"
-        )]
-    );
+    let [event] = &events[..] else {
+        panic!("one event, not {}", events.len())
+    };
+    let ids = (event.group_id, event.user_id, event.actor_admin_id);
+    assert_eq!(ids, (group, demo.user.get(), demo.owner.id));
+    let (role, id) = (event.actor_role.as_str(), event.request_id.as_str());
+    assert_eq!((role, id), ("owner", "audit-owner-1"));
 
     // Nothing for a 404 (already removed), an allow_missing no-op, or refused calls.
-    let repeat = http()
-        .delete(format!("{base}/groups/{group}/users/{}/", demo.user))
-        .header("X-API-KEY", &demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(repeat.status(), 404);
-    remove(&members, &demo.owner.key, group, demo.user.get(), true)
-        .await
-        .expect("allow_missing succeeds with nothing to remove");
+    assert_eq!(delete(&owners, &demo.owner.key).await.status(), 404);
+    let missing = remove(&members, &demo.owner.key, group, demo.user.get(), true).await;
+    missing.expect("allow_missing succeeds with nothing to remove");
     let kept = new_member(&world, "kept");
-    for (key, expected) in [(read.key.as_str(), 403), ("", 403)] {
-        let mut request = http().delete(format!("{base}/users/{kept}/groups/{group}/"));
-        if !key.is_empty() {
-            request = request.header("X-API-KEY", key);
-        }
-        assert_eq!(request.send().await.expect("an answer").status(), expected);
+    let kepts = format!("{base}/users/{kept}/groups/{group}/");
+    for key in [read.key.as_str(), ""] {
+        assert_eq!(delete(&kepts, key).await.status(), 403);
     }
-    let no_group = http()
-        .delete(format!("{base}/groups/987654321/users/{kept}/"))
-        .header("X-API-KEY", &demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(no_group.status(), 404);
+    let no_group = format!("{base}/groups/987654321/users/{kept}/");
+    assert_eq!(delete(&no_group, &demo.owner.key).await.status(), 404);
     assert_eq!(event_rows(&world).len(), 1, "no event without a removal");
 
     // The user side and gRPC write events too, with the actor's role at the time.
-    let response = http()
-        .delete(format!("{base}/users/{kept}/groups/{group}/"))
-        .header("X-API-KEY", &write.key)
-        .send()
-        .await
-        .expect("an answer");
+    let response = delete(&kepts, &write.key).await;
     assert_eq!(response.status(), 204);
-    let made_id = response.headers()["x-request-id"]
-        .to_str()
-        .expect("text")
-        .to_owned();
+    let made_id = response.headers()["x-request-id"].to_str().expect("text");
     let third = new_member(&world, "third");
-    remove(&members, &write.key, group, third.get(), false)
-        .await
-        .expect("a write admin removes");
+    let removed = remove(&members, &write.key, group, third.get(), false).await;
+    removed.expect("a write admin removes");
     let events = event_rows(&world);
     assert_eq!(events.len(), 3);
+    let (kept_event, third_event) = (&events[1], &events[2]);
+    let role = kept_event.actor_role.as_str();
     assert_eq!(
-        (events[1].2, events[1].3, events[1].4.as_str()),
+        (kept_event.user_id, kept_event.actor_admin_id, role),
         (kept.get(), write.id, "write")
     );
     assert_eq!(
-        events[1].5, made_id,
+        kept_event.request_id, made_id,
         "a made id is the one the gateway answered with"
     );
-    assert_eq!((events[2].2, events[2].4.as_str()), (third.get(), "write"));
-    assert!(
-        events[0].0 < events[1].0 && events[1].0 < events[2].0,
-        "ids increase"
+    assert_eq!(
+        (third_event.user_id, third_event.actor_role.as_str()),
+        (third.get(), "write")
     );
+    let increasing = events[0].id < kept_event.id && kept_event.id < third_event.id;
+    assert!(increasing, "ids increase");
     let after = database_now_micros(&world);
 
     // The listing shows them newest first, in SPEC.md's shape.
     let page = get_json(&format!("{base}/audit/memberships/"), &demo.owner.key).await;
-    assert_eq!(
-        (page["next"].clone(), page["prev"].clone()),
-        (Value::Null, Value::Null)
-    );
+    assert!(page["next"].is_null() && page["prev"].is_null(), "{page}");
     let objects = page["objects"].as_array().expect("objects");
     assert_eq!(objects.len(), 3);
-    let first = &objects[2];
-    assert_eq!(first["id"], events[0].0);
-    assert_eq!(first["action"], "membership.removed");
-    assert_eq!(first["group"], group);
-    assert_eq!(first["user"], demo.user.get());
+    // The oldest: exactly these fields, and a time.
+    let mut first = objects[2].clone();
+    let at = first.as_object_mut().and_then(|o| o.remove("at"));
+    let at = at.as_ref().and_then(Value::as_str).expect("a timestamp");
+    let actor = json!({ "admin": demo.owner.id, "role": "owner" });
     assert_eq!(
-        first["actor"],
-        serde_json::json!({"admin": demo.owner.id, "role": "owner"})
+        first,
+        json!({ "id": events[0].id, "action": "membership.removed", "group": group,
+                "user": demo.user.get(), "actor": actor, "request_id": "audit-owner-1" })
     );
-    assert_eq!(first["request_id"], "audit-owner-1");
-    let keys: BTreeSet<&str> = first
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["id", "action", "group", "user", "actor", "request_id", "at"])
-    );
-    let at = first["at"].as_str().expect("a timestamp");
     assert_eq!(at.len(), "2026-11-30T12:00:00.123456Z".len(), "{at}");
     assert!(
         at.ends_with('Z') && at.as_bytes()[10] == b'T' && at.as_bytes()[19] == b'.',
@@ -283,11 +240,10 @@ async fn one_event_per_removal_and_none_for_anything_else() {
     );
     // The same events over gRPC, newest first, with their timestamp to the microsecond.
     let audit = AuditClient::new(channel(&stack.server).await);
-    let listed = list(&audit, &demo.owner.key, listing(0, ""))
-        .await
-        .expect("a page");
+    let listed = list(&audit, &demo.owner.key, listing(0, "")).await;
+    let listed = listed.expect("a page");
     let ids: Vec<i64> = listed.events.iter().map(|e| e.id).collect();
-    assert_eq!(ids, [events[2].0, events[1].0, events[0].0]);
+    assert_eq!(ids, [third_event.id, kept_event.id, events[0].id]);
     let oldest: &MembershipEvent = &listed.events[2];
     let timestamp = oldest.at.expect("a timestamp");
     assert_eq!(
@@ -305,14 +261,14 @@ pub(crate) fn database_now_micros(world: &World) -> i64 {
 fn micros_of(world: &World, timestamp: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
     struct Micros {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        #[diesel(sql_type = BigInt)]
         us: i64,
     }
     let micros: Micros = diesel::sql_query(
         "SELECT (extract(epoch FROM CASE WHEN $1 = 'now' THEN clock_timestamp() \
                 ELSE $1::timestamptz END) * 1000000)::int8 AS us",
     )
-    .bind::<diesel::sql_types::Text, _>(timestamp)
+    .bind::<Text, _>(timestamp)
     .get_result(&mut world.conn())
     .expect("a timestamp");
     micros.us
@@ -333,34 +289,22 @@ async fn a_removal_whose_statement_fails_leaves_neither_the_delete_nor_the_event
                WHEN (NEW.user_id = {doomed}) EXECUTE FUNCTION refuse_event();"
         ))
         .expect("the trigger");
-    let group = world.demo.group;
-    let response = http()
-        .delete(format!(
-            "{}/v1.1/instances/demo/groups/{group}/users/{doomed}/",
+    let (group, key) = (world.demo.group, &world.demo.owner.key);
+    let removal = |user: UserId| {
+        let url = format!(
+            "{}/v1.1/instances/demo/groups/{group}/users/{user}/",
             stack.url()
-        ))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 503);
+        );
+        async move { delete(&url, key).await.status() }
+    };
+    assert_eq!(removal(doomed).await, 503);
     assert!(
         world.is_member(group, doomed),
         "the delete was rolled back with the event"
     );
     assert!(event_rows(&world).is_empty());
     // The failure was the statement's, not the connection's: the next removal works.
-    let fine = new_member(&world, "fine");
-    let response = http()
-        .delete(format!(
-            "{}/v1.1/instances/demo/groups/{group}/users/{fine}/",
-            stack.url()
-        ))
-        .header("X-API-KEY", &world.demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status(), 204);
+    assert_eq!(removal(new_member(&world, "fine")).await, 204);
     assert_eq!(event_rows(&world).len(), 1);
 }
 
@@ -369,20 +313,16 @@ async fn the_request_id_of_an_event_is_in_both_processes_log_lines() {
     let world = World::new();
     let stack = spawn_json_logging_stack(world.url());
     let demo = &world.demo;
-    let response = http()
-        .delete(format!(
-            "{}/v1.1/instances/demo/groups/{}/users/{}/",
-            stack.url(),
-            demo.group,
-            demo.user
-        ))
-        .header("X-API-KEY", &demo.owner.key)
-        .send()
-        .await
-        .expect("an answer");
+    let url = format!(
+        "{}/v1.1/instances/demo/groups/{}/users/{}/",
+        stack.url(),
+        demo.group,
+        demo.user
+    );
+    let response = delete(&url, &demo.owner.key).await;
     assert_eq!(response.status(), 204);
     let events = event_rows(&world);
-    let id = &events[0].5;
+    let id = &events[0].request_id;
     assert_eq!(response.headers()["x-request-id"], id.as_str());
     for (process, service) in [("gateway", &stack.gateway), ("server", &stack.server)] {
         let logged = |logs: &str| {
@@ -420,28 +360,28 @@ async fn retention_deletes_only_what_is_older_than_the_bound() {
             a = world.demo.owner.id
         ))
         .expect("old events");
-    let kept =
-        |world: &World| -> Vec<String> { event_rows(world).into_iter().map(|e| e.5).collect() };
-    // 0 keeps everything, even across many runs of the (fast) prune interval.
-    let forever = ServiceCommand::server(world.url())
-        .args([
+    let kept = |world: &World| -> Vec<String> {
+        event_rows(world)
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect()
+    };
+    // A server that prunes events older than `days` every 100 ms (a fast interval).
+    let pruning = |days: &str| {
+        let args = [
             "--audit-retention-days",
-            "0",
+            days,
             "--audit-prune-interval-ms",
             "100",
-        ])
-        .spawn();
+        ];
+        ServiceCommand::server(world.url()).args(args).spawn()
+    };
+    // 0 keeps everything, even across many runs of the prune interval.
+    let forever = pruning("0");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(kept(&world), ["old", "middle", "new"]);
     drop(forever);
-    let _pruning = ServiceCommand::server(world.url())
-        .args([
-            "--audit-retention-days",
-            "5",
-            "--audit-prune-interval-ms",
-            "100",
-        ])
-        .spawn();
+    let _pruning = pruning("5");
     let deadline = Instant::now() + WAIT;
     while kept(&world).len() == 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Text};
-use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+use diesel::sql_types::BigInt;
+use diesel::{PgConnection, RunQueryDsl};
 use groups_testkit::{Admin, GroupId, Role, RowCounts, Stack, UserId, World, spawn_stack};
 use proptest::test_runner::TestCaseError;
 
-use crate::model::{Event, Expected, Group, Holder, Instance, Removal, Rows, Token, Trail, User};
-use crate::wire::{Reply, Request};
+use crate::model::{Event, Expected, Group, Holder, Instance, Rows, Token, Trail, User};
+use crate::wire::Request;
 
 /// The stack every test of this file shares, the model of its rows, and what cases change.
 pub(crate) struct Live {
@@ -54,49 +54,48 @@ impl Live {
         let world = World::new();
         let empty = world.add_instance("empty");
         let demo = world.demo.clone();
-        let (editors, archived) = (
-            world.add_group("demo", "editors"),
-            world.add_group("demo", "archived"),
-        );
-        let (alice, bob) = (
-            world.add_user("demo", "alice"),
-            world.add_user("demo", "bob"),
-        );
-        let member = |g: GroupId, u: UserId| (g.get(), u.get());
+        let editors = world.add_group("demo", "editors");
+        let archived = world.add_group("demo", "archived");
+        let alice = world.add_user("demo", "alice");
+        let bob = world.add_user("demo", "bob");
         let demo_members = [
-            member(demo.group, demo.user),
-            member(demo.group, alice),
-            member(editors, demo.user),
-            member(editors, alice),
-            member(archived, demo.user),
+            (demo.group, demo.user),
+            (demo.group, alice),
+            (editors, demo.user),
+            (editors, alice),
+            (archived, demo.user),
         ];
         for &(g, u) in &demo_members[1..] {
-            let (g, u) = ids(g, u);
             world.add_member("demo", g, u);
         }
         world.delete_group("demo", archived);
         let full = world.add_admin("demo", Some(Role::Full));
         let writer = world.add_admin("demo", Some(Role::Write));
         world.grant(&writer.email, "empty", Role::Read);
+        let reader = world.add_admin("demo", Some(Role::Read));
         let admin = |a: &Admin, roles: &[(&str, Role)]| {
             let roles = roles.iter().map(|(i, r)| ((*i).to_owned(), *r)).collect();
             (a.key.clone(), Holder::Admin { id: a.id, roles })
         };
-        let api_key = |ignore_acl| Holder::ApiKey {
-            instance: "demo".to_owned(),
-            ignore_acl,
+        let api_key = |ignore_acl| {
+            let instance = "demo".to_owned();
+            let key = world.add_api_key("demo", ignore_acl).key;
+            (
+                key,
+                Holder::ApiKey {
+                    instance,
+                    ignore_acl,
+                },
+            )
         };
         let keys = vec![
             admin(&empty.owner, &[("empty", Role::Owner)]),
             admin(&demo.owner, &[("demo", Role::Owner)]),
             admin(&full, &[("demo", Role::Full)]),
             admin(&writer, &[("demo", Role::Write), ("empty", Role::Read)]),
-            admin(
-                &world.add_admin("demo", Some(Role::Read)),
-                &[("demo", Role::Read)],
-            ),
-            (world.add_api_key("demo", true).key, api_key(true)),
-            (world.add_api_key("demo", false).key, api_key(false)),
+            admin(&reader, &[("demo", Role::Read)]),
+            api_key(true),
+            api_key(false),
             (world.add_revoked_api_key("demo", true).key, Holder::Dead),
             (
                 world.add_inactive_admin("demo", Some(Role::Full)).key,
@@ -125,13 +124,13 @@ impl Live {
                     user(alice, "alice"),
                     user(bob, "bob"),
                 ],
-                memberships: demo_members.to_vec(),
+                memberships: demo_members.map(|(g, u)| (g.get(), u.get())).to_vec(),
             },
             Instance {
                 name: "empty".to_owned(),
                 groups: vec![group(empty.group, "empty-group", false)],
                 users: vec![user(empty.user, "empty-user")],
-                memberships: vec![member(empty.group, empty.user)],
+                memberships: vec![(empty.group.get(), empty.user.get())],
             },
         ];
         let stack = spawn_stack(&world.db, &["--rate-limit", "0"]);
@@ -141,14 +140,6 @@ impl Live {
             conn: world.conn(),
             first_failure: None,
         });
-        let mut live = Self {
-            counts: world.counts(),
-            keys: keys.iter().map(|(key, _)| key.clone()).collect(),
-            rows: Rows { instances, keys },
-            world,
-            stack,
-            state,
-        };
         // Empty "empty" through the API itself: its owner may then reach every check of SPEC.md
         // on it, down to "not a member", without anything left to remove.
         let emptying = format!(
@@ -157,27 +148,33 @@ impl Live {
         );
         let emptying =
             Request::new("DELETE", emptying).header("X-API-KEY", empty.owner.key.as_bytes());
+        let mut live = Self {
+            counts: world.counts(),
+            keys: keys.iter().map(|(key, _)| key.clone()).collect(),
+            rows: Rows { instances, keys },
+            world,
+            stack,
+            state,
+        };
         live.run(&mut live.lock(), &emptying, false)
             .expect("emptying \"empty\"");
         live.rows.instances[1].memberships.clear();
         live.counts = live.world.counts();
-        // Events by three roles, from both sides, through both versions and two key sources:
-        // each live membership of "demo" removed (and put back) once from each side.
-        // The owner, the full admin and the write admin of "demo".
-        let removers = [&live.keys[1], &live.keys[2], &live.keys[3]];
-        let live_members = &demo_members[..4];
-        for (n, &(g, u)) in live_members.iter().cycle().take(8).enumerate() {
-            let key = removers[n % removers.len()];
+        // Events by three roles (the owner, the full admin and the write admin of "demo"), from
+        // both sides, through both versions and two key sources: each live membership of "demo"
+        // removed (and put back) once from each side.
+        for (n, &(g, u)) in demo_members[..4].iter().cycle().take(8).enumerate() {
+            let key = &live.keys[1 + n % 3];
             let path = if n < 4 {
                 format!("/v1.1/instances/demo/groups/{g}/users/{u}/")
             } else {
                 format!("/v1/instances/demo/users/{u}/groups/{g}")
             };
+            let request = Request::new("DELETE", path);
             let request = if n % 2 == 0 {
-                Request::new("DELETE", path).header("X-API-KEY", key.as_bytes())
+                request.header("X-API-KEY", key.as_bytes())
             } else {
-                Request::new("DELETE", path)
-                    .header("Authorization", format!("Token {key}").as_bytes())
+                request.header("Authorization", format!("Token {key}").as_bytes())
             };
             live.run(&mut live.lock(), &request, true)
                 .expect("a removal at start");
@@ -221,6 +218,16 @@ impl Live {
         self.check_with(|_| request.clone())
     }
 
+    /// [`Live::check`] of each request in turn, up to the first mismatch.
+    pub(crate) fn check_all(
+        &self,
+        requests: impl IntoIterator<Item = Request>,
+    ) -> Result<(), TestCaseError> {
+        requests
+            .into_iter()
+            .try_for_each(|r| self.check(&r).map(drop))
+    }
+
     /// As [`Live::check`], with a request built from the tokens handed out so far.
     pub(crate) fn check_with(
         &self,
@@ -254,20 +261,8 @@ impl Live {
                 "expected {expected:?}\n     got {reply:?}\n     for {request:?}"
             ));
         }
-        if let (
-            Some(text),
-            Expected::Page {
-                next: Some(next), ..
-            },
-        ) = (expected.token(&reply), &expected)
-        {
-            let (last_id, group, user) = (next.last_id, next.group, next.user);
-            state.trail.tokens.push(Token {
-                text,
-                last_id,
-                group,
-                user,
-            });
+        if let Some(token) = expected.token(&reply) {
+            state.trail.tokens.push(token);
         }
         let last_id = state.trail.events.last().map_or(0, |e| e.id);
         let written = new_events(&mut state.conn, last_id);
@@ -279,13 +274,15 @@ impl Live {
         match (prediction.removal, written.as_slice()) {
             (None, []) => {}
             (Some(removal), [event]) => {
-                let predicted = predicted_event(&removal, event, &reply);
-                if *event != predicted {
+                // The id and time are the database's; the request id is the reply's (both
+                // processes use the one the gateway answers with).
+                let request_id = reply.header("x-request-id").unwrap_or_default();
+                if event.removal != removal || event.request_id != request_id {
                     return Err(format!(
-                        "wrote {event:?}\n     not {predicted:?}\n     for {request:?}"
+                        "wrote {event:?}\n     not {removal:?} by request {request_id}\n     for {request:?}"
                     ));
                 }
-                state.trail.events.push(predicted);
+                state.trail.events.push(event.clone());
                 rows_are(RowCounts {
                     memberships: self.counts.memberships - 1,
                     ..self.counts
@@ -293,8 +290,9 @@ impl Live {
                 if !replenish {
                     return Ok(expected);
                 }
-                let (g, u) = ids(removal.group, removal.user);
-                self.world.add_member(&removal.instance, g, u);
+                let group = GroupId::new(removal.group).expect("a group id");
+                let user = UserId::new(removal.user).expect("a user id");
+                self.world.add_member(&removal.instance, group, user);
             }
             (removal, written) => {
                 return Err(format!(
@@ -319,75 +317,18 @@ impl Live {
     }
 }
 
-fn ids(group: i64, user: i64) -> (GroupId, UserId) {
-    let group = GroupId::new(group).expect("a group id");
-    (group, UserId::new(user).expect("a user id"))
-}
-
-/// The event a removal must write; the id and time are the database's, the request id the
-/// reply's (both processes use the one the gateway answers with).
-fn predicted_event(removal: &Removal, written: &Event, reply: &Reply) -> Event {
-    Event {
-        id: written.id,
-        instance: removal.instance.clone(),
-        group: removal.group,
-        user: removal.user,
-        admin: removal.admin,
-        role: removal.role,
-        request_id: reply.header("x-request-id").unwrap_or_default().to_owned(),
-        at: written.at.clone(),
-    }
-}
-
-#[derive(QueryableByName)]
-struct EventRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Text)]
-    instance: String,
-    #[diesel(sql_type = BigInt)]
-    group_id: i64,
-    #[diesel(sql_type = BigInt)]
-    user_id: i64,
-    #[diesel(sql_type = BigInt)]
-    actor_admin_id: i64,
-    #[diesel(sql_type = Text)]
-    actor_role: String,
-    #[diesel(sql_type = Text)]
-    request_id: String,
-    #[diesel(sql_type = Text)]
-    at: String,
-}
-
 /// The events written after `after`, read with SQL of this test's own.
 fn new_events(conn: &mut PgConnection, after: i64) -> Vec<Event> {
-    let rows: Vec<EventRow> = diesel::sql_query(
-        "SELECT e.id, i.name AS instance, e.group_id, e.user_id, e.actor_admin_id, e.actor_role, \
-         e.request_id, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at \
+    diesel::sql_query(
+        "SELECT e.id, i.name AS instance, e.group_id AS \"group\", e.user_id AS \"user\", \
+         e.actor_admin_id AS admin, e.actor_role AS role, e.request_id, \
+         to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at \
          FROM membership_events e JOIN instances i ON i.id = e.instance_id \
          WHERE e.id > $1 ORDER BY e.id",
     )
     .bind::<BigInt, _>(after)
     .load(conn)
-    .expect("the events table");
-    let role = |text: &str| match text {
-        "owner" => Role::Owner,
-        "full" => Role::Full,
-        "write" => Role::Write,
-        other => panic!("an event by role {other}"),
-    };
-    rows.into_iter()
-        .map(|row| Event {
-            id: row.id,
-            role: role(&row.actor_role),
-            instance: row.instance,
-            group: row.group_id,
-            user: row.user_id,
-            admin: row.actor_admin_id,
-            request_id: row.request_id,
-            at: row.at,
-        })
-        .collect()
+    .expect("the events table")
 }
 
 /// `/readyz` answers 200 once the server has seen its database answer.

@@ -63,18 +63,13 @@ fn check_property<S>(
         let first = LIVE.first_failure().unwrap_or_default();
         panic!("{name}: {failure}\nfirst mismatch of the run: {first}");
     }
-    let answered = ANSWERED.with_borrow(|answered| {
-        let requests: u32 = answered.values().sum();
+    let (requests, statuses) = ANSWERED.with_borrow(|answered| {
         let statuses: Vec<String> = answered.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-        format!(
-            "{requests} requests answered as the model said ({})",
-            statuses.join(", ")
-        )
+        (answered.values().sum::<u32>(), statuses.join(", "))
     });
+    let (ran, took) = (ran.into_inner(), started.elapsed());
     eprintln!(
-        "{name}: {} cases passed in {:.1?}, {answered}",
-        ran.load(Ordering::Relaxed),
-        started.elapsed()
+        "{name}: {ran} cases passed in {took:.1?}, {requests} requests answered as the model said ({statuses})"
     );
 }
 
@@ -85,10 +80,8 @@ fn hostile_paths_on_every_route_get_only_spec_answers() {
     let live = &*LIVE;
     let strategy = (segments(live.rows.ids()), key_placement(&live.keys));
     check_property("paths", strategy, |(segments, placement)| {
-        for (method, target) in segments.requests() {
-            live.check(&with_key(&target, &placement, method))?;
-        }
-        Ok(())
+        let requests = segments.requests();
+        live.check_all(requests.map(|(m, t)| with_key(&t, &placement, m)))
     });
 }
 
@@ -120,16 +113,13 @@ fn instance_names_of_any_text_get_only_spec_answers() {
     // The owners of "empty" and "demo": the ids are "empty"'s.
     let key = prop::sample::select(live.keys[..2].to_vec());
     let empty = &live.rows.instances[1];
-    let (group, user) = (
-        empty.groups[0].id.to_string(),
-        empty.users[0].id.to_string(),
-    );
+    let group = empty.groups[0].id.to_string();
+    let user = empty.users[0].id.to_string();
     check_property("instance names", (name, key), |(name, key)| {
-        for (method, target) in Segments::plain(&name, &group, &user).requests() {
-            let request = Request::new(method, target).header("X-API-KEY", key.as_bytes());
-            live.check(&request)?;
-        }
-        Ok(())
+        let requests = Segments::plain(&name, &group, &user).requests();
+        live.check_all(
+            requests.map(|(m, t)| Request::new(m, t).header("X-API-KEY", key.as_bytes())),
+        )
     });
 }
 
@@ -156,14 +146,11 @@ fn keys_headers_and_queries_of_any_shape_get_only_spec_answers() {
     check_property(
         "keys, headers and queries",
         strategy,
-        |((instance, group, user), placement, junk, extra)| {
-            let mut placement = placement;
+        |((instance, group, user), mut placement, junk, extra)| {
             placement.query.extend(junk);
             placement.headers.extend(extra);
-            for (method, target) in Segments::plain(instance, &group, &user).requests() {
-                live.check(&with_key(&target, &placement, method))?;
-            }
-            Ok(())
+            let requests = Segments::plain(instance, &group, &user).requests();
+            live.check_all(requests.map(|(m, t)| with_key(&t, &placement, m)))
         },
     );
 }
@@ -178,27 +165,20 @@ fn any_method_on_any_route_gets_only_spec_answers() {
     ];
     let strategy = (method(), targets, key_placement(&live.keys));
     check_property("methods", strategy, |(method, targets, placement)| {
-        for target in targets {
-            live.check(&with_key(&target, &placement, &method))?;
-        }
-        Ok(())
+        live.check_all(targets.iter().map(|t| with_key(t, &placement, &method)))
     });
 }
 
 #[test]
 fn raw_bytes_in_the_request_target_are_refused_or_answered_as_spec_says() {
     let live = &*LIVE;
-    let prefix = prop::sample::select(
-        &[
-            "/",
-            "/v1.1/instances/",
-            "/v1.1/instances/demo/groups/",
-            "/v1.1/instances/demo/groups/1/users/",
-            "/v1.1/instances/demo/users/",
-            "/v1/instances/demo/users/1/groups/",
-            "/v1.1/instances/demo/audit/memberships/?page_size=",
-        ][..],
-    );
+    #[rustfmt::skip]
+    let prefixes: &[&str] = &[
+        "/", "/v1.1/instances/", "/v1.1/instances/demo/groups/",
+        "/v1.1/instances/demo/groups/1/users/", "/v1.1/instances/demo/users/",
+        "/v1/instances/demo/users/1/groups/", "/v1.1/instances/demo/audit/memberships/?page_size=",
+    ];
+    let prefix = prop::sample::select(prefixes);
     let byte = prop_oneof![
         40 => prop::sample::select(
             b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@%/?"
@@ -219,13 +199,11 @@ fn raw_bytes_in_the_request_target_are_refused_or_answered_as_spec_says() {
     );
     check_property("raw targets", strategy, |(prefix, bytes, placement)| {
         // The removals' method and the reads'.
-        for method in ["DELETE", "GET"] {
+        live.check_all(["DELETE", "GET"].map(|method| {
             let mut request = with_key("", &placement, method);
-            let query = std::mem::take(&mut request.target);
-            request.target = [prefix.as_bytes(), &bytes, &query].concat();
-            live.check(&request)?;
-        }
-        Ok(())
+            request.target = [prefix.as_bytes(), &bytes, &request.target].concat();
+            request
+        }))
     });
 }
 
@@ -233,8 +211,10 @@ fn raw_bytes_in_the_request_target_are_refused_or_answered_as_spec_says() {
 fn audit_queries_of_any_shape_get_only_spec_answers() {
     let live = &*LIVE;
     // Mostly a key that may read the trail (the owners, the full admin), in its header.
-    let reader = prop::sample::select(live.keys[..3].to_vec())
-        .prop_map(|key| KeyPlacement::header("X-API-KEY", key.as_bytes()));
+    let reader = prop::sample::select(live.keys[..3].to_vec()).prop_map(|key| KeyPlacement {
+        headers: vec![("X-API-KEY".to_owned(), key.into_bytes())],
+        query: Vec::new(),
+    });
     let key = prop_oneof![3 => reader, 1 => key_placement(&live.keys)];
     let strategy = (listing(live.rows.ids()), key);
     let (pages, turned) = (AtomicU32::new(0), AtomicU32::new(0));
@@ -288,15 +268,15 @@ fn every_principal_on_every_row_gets_only_spec_answers() {
         targets.sort();
         targets.dedup();
         for key in &keys {
-            for (method, target) in &targets {
-                let mut request = Request::new(method, target.clone());
-                if let Some(key) = key {
-                    request = request.header("Authorization", format!("token {key}").as_bytes());
+            let requests = targets.iter().map(|(method, target)| {
+                let request = Request::new(method, target.clone());
+                match key {
+                    Some(key) => request.header("Authorization", format!("token {key}").as_bytes()),
+                    None => request,
                 }
-                if let Err(failure) = live.check(&request) {
-                    panic!("{failure}");
-                }
-            }
+            });
+            live.check_all(requests)
+                .unwrap_or_else(|failure| panic!("{failure}"));
         }
     }
 }
@@ -312,18 +292,22 @@ fn empty_member_path(user: &str) -> String {
 /// Sends `request`, expects `expected`, and that the gateway still serves afterwards.
 #[track_caller]
 fn expect_and_still_serving(request: &Request, expected: &Expected) {
-    let live = &*LIVE;
     let reply = request
-        .send(live.addr())
+        .send(LIVE.addr())
         .unwrap_or_else(|e| panic!("{e}\n{request:?}"));
     assert!(
         expected.matches(&reply),
         "expected {expected:?}, got {reply:?}"
     );
-    live.assert_rows();
-    let health = Request::new("GET", "/healthz")
-        .send(live.addr())
-        .expect("still serving");
+    assert_still_serving();
+}
+
+/// The gateway answers its health route, and the rows are the fixture's.
+#[track_caller]
+fn assert_still_serving() {
+    LIVE.assert_rows();
+    let health = Request::new("GET", "/healthz").send(LIVE.addr());
+    let health = health.expect("still serving");
     assert_eq!(health.status, 200, "{health:?}");
 }
 
@@ -435,11 +419,7 @@ async fn oversized_http2_headers_are_431_or_a_refused_stream_not_a_server_error(
     {
         assert_eq!(response.status(), 431, "{response:?}");
     }
-    let health = Request::new("GET", "/healthz")
-        .send(live.addr())
-        .expect("still serving");
-    assert_eq!(health.status, 200, "{health:?}");
-    live.assert_rows();
+    assert_still_serving();
 }
 
 /// Past the instance's rate, every route answers 429 with `Retry-After`, after the checks the
@@ -450,26 +430,23 @@ fn every_route_answers_429_with_retry_after_past_the_rate_limit() {
     let gateway = spawn_gateway(&live.stack.server.url(), &["--rate-limit", "1"]);
     wait_until_ready(gateway.addr());
     let trail = Trail::default();
-    let answer = |request: &Request| {
+    // Sends `target` to the rated gateway: the reply, which must be the model's.
+    let as_model = |method: &str, target: &str| {
+        let request = Request::new(method, target);
         let reply = request.send(gateway.addr()).expect("an answer");
-        (live.rows.predict(&trail, request).expected, reply)
+        let expected = live.rows.predict(&trail, &request).expected;
+        assert!(expected.matches(&reply), "{target}: {expected:?} {reply:?}");
+        reply
     };
-    for (n, (method, target)) in Segments::plain("rated", "1", "1")
-        .requests()
-        .into_iter()
-        .enumerate()
-    {
+    let requests = Segments::plain("rated", "1", "1").requests();
+    for (n, (method, target)) in requests.into_iter().enumerate() {
         // A bucket of one a second: within a second of the first request, the second is
         // throttled. A machine slow enough to pass that second tries again with a new name.
-        let fresh = |attempt: usize| target.replacen("rated", &format!("rated-{n}-{attempt}"), 1);
+        let name = |attempt: usize| format!("rated-{n}-{attempt}");
         let throttled = (0..5).any(|attempt| {
-            let target = fresh(attempt);
+            let target = target.replacen("rated", &name(attempt), 1);
             let started = Instant::now();
-            let (first, first_reply) = answer(&Request::new(method, target.clone()));
-            assert!(
-                first.matches(&first_reply),
-                "{target}: {first:?} {first_reply:?}"
-            );
+            as_model(method, &target);
             let second = Request::new(method, target.clone())
                 .send(gateway.addr())
                 .expect("an answer");
@@ -485,11 +462,9 @@ fn every_route_answers_429_with_retry_after_past_the_rate_limit() {
             let bad_id = target
                 .replacen("/1", "/0", 1)
                 .replacen("user=1", "user=0", 1);
-            let bad_name = target.replacen(&format!("rated-{n}-{attempt}"), "%FF", 1);
+            let bad_name = target.replacen(&name(attempt), "%FF", 1);
             for target in [bad_id, bad_name] {
-                let (expected, reply) = answer(&Request::new(method, target.clone()));
-                assert!(expected.matches(&reply), "{target}: {expected:?} {reply:?}");
-                assert_ne!(reply.status, 429, "{target}");
+                assert_ne!(as_model(method, &target).status, 429, "{target}");
             }
             true
         });

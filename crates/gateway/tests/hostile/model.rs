@@ -10,6 +10,8 @@ mod request;
 
 use std::cmp::Reverse;
 
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
 use groups_testkit::Role;
 use serde_json::{Value, json};
 
@@ -17,8 +19,8 @@ use crate::wire::Request;
 
 pub(crate) use answer::{Expected, NextPage};
 pub(crate) use request::{
-    MAX_TARGET, Op, Route, find_key, http_refusal, list_query, parse_id, parse_instance, route,
-    routed_target,
+    Api, MAX_TARGET, Op, Route, find_key, http_refusal, list_query, parse_id, parse_instance,
+    route, routed_target,
 };
 
 pub(crate) const GROUP_NOT_FOUND: &str = "Group was not found.";
@@ -116,16 +118,31 @@ impl Permission {
     }
 }
 
-/// One event of the audit trail, as listed.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Event {
-    pub(crate) id: i64,
+/// A removal the model predicts: what its event must say (the actor's role by name).
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub(crate) struct Removal {
+    #[diesel(sql_type = Text)]
     pub(crate) instance: String,
+    #[diesel(sql_type = BigInt)]
     pub(crate) group: i64,
+    #[diesel(sql_type = BigInt)]
     pub(crate) user: i64,
+    #[diesel(sql_type = BigInt)]
     pub(crate) admin: i64,
-    pub(crate) role: Role,
+    #[diesel(sql_type = Text)]
+    pub(crate) role: String,
+}
+
+/// One event of the audit trail, as listed (and as `live` reads it from its table).
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct Event {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(embed)]
+    pub(crate) removal: Removal,
+    #[diesel(sql_type = Text)]
     pub(crate) request_id: String,
+    #[diesel(sql_type = Text)]
     pub(crate) at: String,
 }
 
@@ -143,16 +160,6 @@ pub(crate) struct Token {
 pub(crate) struct Trail {
     pub(crate) events: Vec<Event>,
     pub(crate) tokens: Vec<Token>,
-}
-
-/// A removal the model predicts: the event it must write.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Removal {
-    pub(crate) instance: String,
-    pub(crate) group: i64,
-    pub(crate) user: i64,
-    pub(crate) admin: i64,
-    pub(crate) role: Role,
 }
 
 /// The answer, and the removal it stands for (204 only).
@@ -199,32 +206,20 @@ impl Rows {
             Route::Get(body) if get => Expected::Json(200, body).into(),
             Route::Metrics if get => Expected::Metrics.into(),
             Route::Get(_) | Route::Metrics => Expected::not_allowed(method, GET_ALLOW).into(),
-            Route::Api { op, .. } if method == "OPTIONS" => {
-                Expected::Empty(204, Some(op.allow())).into()
+            Route::Api(api) if method == "OPTIONS" => {
+                Expected::Empty(204, Some(api.op.allow())).into()
             }
-            Route::Api { op, .. } if !op.serves(method) => {
-                Expected::not_allowed(method, op.allow()).into()
+            Route::Api(api) if !api.op.serves(method) => {
+                Expected::not_allowed(method, api.op.allow()).into()
             }
-            Route::Api {
-                op,
-                version,
-                instance,
-                group,
-                user,
-            } => {
+            Route::Api(api) => {
+                let key = find_key(&request.headers, query);
                 let call = Call {
                     rows: self,
                     trail,
-                    key: find_key(&request.headers, query),
+                    key,
                 };
-                let answer = match op {
-                    Op::RemoveFromGroup => call.remove_from_group(instance, group, user),
-                    Op::RemoveFromUser => call.remove_from_user(instance, group, user),
-                    Op::GetUser => call.get_user(version, instance, user),
-                    Op::GetGroup => call.get_group(version, instance, group),
-                    Op::ListEvents => call.list(version, instance, query),
-                };
-                answer.unwrap_or_else(Prediction::from)
+                call.answer(&api, query).unwrap_or_else(Prediction::from)
             }
         }
     }
@@ -253,41 +248,52 @@ struct Call<'a> {
 type Answer<T> = Result<T, Expected>;
 
 impl Call<'_> {
-    fn remove_from_group(&self, i: &str, g: Option<&str>, u: Option<&str>) -> Answer<Prediction> {
-        let group = id(g).ok_or_else(|| Expected::detail(404, GROUP_NOT_FOUND))?;
-        let user = id(u).ok_or_else(|| Expected::detail(404, NOT_FOUND))?;
-        let (instance, principal) = self.authorize(&instance_name(i)?, Permission::Remove)?;
-        if instance.live_group(group).is_none() {
-            return Err(Expected::detail(404, GROUP_NOT_FOUND));
+    fn answer(&self, api: &Api<'_>, query: Option<&str>) -> Answer<Prediction> {
+        let Api {
+            op,
+            version,
+            instance: i,
+            group: g,
+            user: u,
+        } = *api;
+        match op {
+            Op::RemoveFromGroup => self.remove_from_group(i, g, u),
+            Op::RemoveFromUser => self.remove_from_user(i, g, u),
+            Op::GetUser => self.get_user(version, i, u),
+            Op::GetGroup => self.get_group(version, i, g),
+            Op::ListEvents => self.list(version, i, query),
         }
+    }
+
+    fn remove_from_group(&self, i: &str, g: Option<&str>, u: Option<&str>) -> Answer<Prediction> {
+        let group = id(g).ok_or(not_found(GROUP_NOT_FOUND))?;
+        let user = id(u).ok_or(not_found(NOT_FOUND))?;
+        let (instance, principal) = self.authorize(&instance_name(i)?, Permission::Remove)?;
+        instance
+            .live_group(group)
+            .ok_or(not_found(GROUP_NOT_FOUND))?;
         removed(instance, principal, group, user)
     }
 
     fn remove_from_user(&self, i: &str, g: Option<&str>, u: Option<&str>) -> Answer<Prediction> {
-        let user = id(u).ok_or_else(|| Expected::detail(404, USER_NOT_FOUND))?;
-        let group = id(g).ok_or_else(|| Expected::detail(404, NOT_FOUND))?;
+        let user = id(u).ok_or(not_found(USER_NOT_FOUND))?;
+        let group = id(g).ok_or(not_found(NOT_FOUND))?;
         let (instance, principal) = self.authorize(&instance_name(i)?, Permission::Remove)?;
-        if instance.user(user).is_none() {
-            return Err(Expected::detail(404, USER_NOT_FOUND));
-        }
+        instance.user(user).ok_or(not_found(USER_NOT_FOUND))?;
         removed(instance, principal, group, user)
     }
 
     fn get_user(&self, version: &str, i: &str, u: Option<&str>) -> Answer<Prediction> {
-        let user = id(u).ok_or_else(|| Expected::detail(404, NOT_FOUND))?;
+        let user = id(u).ok_or(not_found(NOT_FOUND))?;
         let (instance, _) = self.authorize(&instance_name(i)?, Permission::ReadUser)?;
-        let user = instance
-            .user(user)
-            .ok_or_else(|| Expected::detail(404, NOT_FOUND))?;
+        let user = instance.user(user).ok_or(not_found(NOT_FOUND))?;
         Ok(Expected::Json(200, user_json(version, instance, user)).into())
     }
 
     fn get_group(&self, version: &str, i: &str, g: Option<&str>) -> Answer<Prediction> {
-        let group = id(g).ok_or_else(|| Expected::detail(404, NOT_FOUND))?;
+        let group = id(g).ok_or(not_found(NOT_FOUND))?;
         let (instance, _) = self.authorize(&instance_name(i)?, Permission::ReadGroup)?;
-        let group = instance
-            .live_group(group)
-            .ok_or_else(|| Expected::detail(404, NOT_FOUND))?;
+        let group = instance.live_group(group).ok_or(not_found(NOT_FOUND))?;
         Ok(Expected::Json(200, group_json(version, &instance.name, group)).into())
     }
 
@@ -295,24 +301,21 @@ impl Call<'_> {
     fn list(&self, version: &str, i: &str, query: Option<&str>) -> Answer<Prediction> {
         let bad_page = || Expected::detail(400, BAD_PAGE);
         let q = list_query(query).ok_or_else(bad_page)?;
-        let before = match &q.token {
-            None => None,
-            Some(text) => {
-                let issued = self
-                    .trail
-                    .tokens
-                    .iter()
-                    .find(|t| t.text == *text && (t.group, t.user) == (q.group, q.user));
-                Some(issued.ok_or_else(bad_page)?.last_id)
-            }
+        // A token the gateway handed out, for these filters: the last event of its page.
+        let issued = |text: &String| {
+            let mut tokens = self.trail.tokens.iter();
+            tokens.find(|t| t.text == *text && (t.group, t.user) == (q.group, q.user))
         };
+        let before = (q.token.as_ref())
+            .map(|text| issued(text).map(|t| t.last_id).ok_or_else(bad_page))
+            .transpose()?;
         // The page token is one of the query's values (check 1), so it comes before the name.
         let name = instance_name(i)?;
         let (instance, _) = self.authorize(&name, Permission::ReadAudit)?;
         let mut matching: Vec<&Event> = (self.trail.events.iter())
-            .filter(|e| e.instance == instance.name)
-            .filter(|e| q.group.is_none_or(|g| e.group == g))
-            .filter(|e| q.user.is_none_or(|u| e.user == u))
+            .filter(|e| e.removal.instance == instance.name)
+            .filter(|e| q.group.is_none_or(|g| e.removal.group == g))
+            .filter(|e| q.user.is_none_or(|u| e.removal.user == u))
             .filter(|e| before.is_none_or(|last| e.id < last))
             .collect();
         matching.sort_by_key(|e| Reverse(e.id)); // newest first
@@ -345,7 +348,7 @@ impl Call<'_> {
     fn authorize(&self, name: &str, permission: Permission) -> Answer<(&Instance, Principal)> {
         let instance = (self.rows.instances.iter())
             .find(|i| i.name == name)
-            .ok_or_else(|| Expected::detail(404, INSTANCE_NOT_FOUND))?;
+            .ok_or_else(|| not_found(INSTANCE_NOT_FOUND))?;
         let key = self
             .key
             .as_ref()
@@ -374,19 +377,23 @@ impl Call<'_> {
     }
 }
 
+fn not_found(detail: &str) -> Expected {
+    Expected::detail(404, detail)
+}
+
 fn id(raw: Option<&str>) -> Option<i64> {
     raw.and_then(parse_id)
 }
 
 /// Check 2's half the gateway does: a name that cannot be one.
 fn instance_name(raw: &str) -> Answer<String> {
-    parse_instance(raw).ok_or_else(|| Expected::detail(404, INSTANCE_NOT_FOUND))
+    parse_instance(raw).ok_or_else(|| not_found(INSTANCE_NOT_FOUND))
 }
 
 /// The last checks of both removals: a member (of a live group) is removed, anyone else is not.
 fn removed(instance: &Instance, who: Principal, group: i64, user: i64) -> Answer<Prediction> {
     if !instance.is_member(group, user) {
-        return Err(Expected::detail(404, NOT_FOUND));
+        return Err(not_found(NOT_FOUND));
     }
     let Principal::Admin {
         id: admin,
@@ -402,7 +409,7 @@ fn removed(instance: &Instance, who: Principal, group: i64, user: i64) -> Answer
             group,
             user,
             admin,
-            role,
+            role: role.as_str().to_owned(),
         }),
     })
 }
@@ -436,12 +443,19 @@ fn user_json(version: &str, instance: &Instance, user: &User) -> Value {
 }
 
 fn event_json(event: &Event) -> Value {
+    let Removal {
+        group,
+        user,
+        admin,
+        role,
+        ..
+    } = &event.removal;
     json!({
         "id": event.id,
         "action": "membership.removed",
-        "group": event.group,
-        "user": event.user,
-        "actor": { "admin": event.admin, "role": event.role.as_str() },
+        "group": group,
+        "user": user,
+        "actor": { "admin": admin, "role": role },
         "request_id": event.request_id,
         "at": event.at,
     })

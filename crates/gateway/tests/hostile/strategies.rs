@@ -8,87 +8,45 @@ use proptest::sample::Index;
 use crate::model::Token;
 use crate::wire::Request;
 
+pub(crate) use groups_testkit::UNKNOWN_ACCOUNT_KEY as UNKNOWN_KEY;
+
+/// Every byte percent-escaped, in upper- or lower-case hex.
 pub(crate) fn escape(bytes: &[u8], upper: bool) -> String {
-    bytes
-        .iter()
-        .map(|b| {
-            if upper {
-                format!("%{b:02X}")
-            } else {
-                format!("%{b:02x}")
-            }
-        })
-        .collect()
+    let hex = |b: &u8| {
+        if upper {
+            format!("%{b:02X}")
+        } else {
+            format!("%{b:02x}")
+        }
+    };
+    bytes.iter().map(hex).collect()
 }
 
 /// Text allowed unescaped in a path segment (RFC 3986 `pchar` less `%`).
 const PCHARS: &str = "[A-Za-z0-9._~!$&'()*+,;=:@-]{1,8}";
 
 /// Escapes that are broken, decode to something that is not UTF-8, or mean trouble once decoded.
+#[rustfmt::skip]
 const ODD_ESCAPES: &[&str] = &[
-    "%",
-    "%z",
-    "%zz",
-    "%G0",
-    "%F",
-    "%%",
-    "%%41",
-    "%FF",
-    "%FE%FF",
-    "%C3%28",
-    "%C0%AF",
-    "%ED%A0%80",
-    "%F4%90%80%80",
-    "%00",
-    "%2F",
-    "%2f",
-    "%5C",
-    "%2e%2e",
-    "%2E",
-    "%EF%BB%BF",
-    "%D9%A1",
-    "%E2%80%AE",
-    "%0D%0A",
-    "%20",
+    "%", "%z", "%zz", "%G0", "%F", "%%", "%%41", "%FF", "%FE%FF", "%C3%28", "%C0%AF", "%ED%A0%80",
+    "%F4%90%80%80", "%00", "%2F", "%2f", "%5C", "%2e%2e", "%2E", "%EF%BB%BF", "%D9%A1",
+    "%E2%80%AE", "%0D%0A", "%20",
 ];
 
 /// Numbers that overflow, are signed, or are digits in another form.
+#[rustfmt::skip]
 const ODD_NUMBERS: &[&str] = &[
-    "0",
-    "00",
-    "-0",
-    "-1",
-    "+1",
-    "1e3",
-    "0x1",
-    "1.0",
-    "1_000",
-    "9223372036854775807",
-    "09223372036854775807",
-    "9223372036854775808",
-    "18446744073709551615",
-    "18446744073709551616",
-    "340282366920938463463374607431768211456",
+    "0", "00", "-0", "-1", "+1", "1e3", "0x1", "1.0", "1_000",
+    "9223372036854775807", "09223372036854775807", "9223372036854775808",
+    "18446744073709551615", "18446744073709551616", "340282366920938463463374607431768211456",
     "0000000000000000000000000000000000000001",
 ];
 
+/// Words with a meaning somewhere: dot segments, instance names, the routes' own.
+#[rustfmt::skip]
 const WORDS: &[&str] = &[
-    "..",
-    ".",
-    "demo",
-    "DEMO",
-    "empty",
-    "EmPtY",
-    "nosuch",
-    "-",
-    "_",
-    "null",
-    "undefined",
-    "NaN",
-    "audit",
-    "memberships",
-    "users",
-    "groups",
+    "..", ".", "demo", "DEMO", "empty", "EmPtY", "nosuch", "-", "_", "null", "undefined", "NaN",
+    "audit", "memberships", "users", "groups",
 ];
 
 fn number() -> BoxedStrategy<String> {
@@ -176,14 +134,8 @@ impl Segments {
 
     /// One request per operation, with these variables (the listing's as its filters).
     pub(crate) fn requests(&self) -> [(&'static str, String); 5] {
-        let Self {
-            version,
-            instance,
-            group: g,
-            user: u,
-            ..
-        } = self;
-        let base = format!("/{version}/instances/{instance}");
+        let (g, u) = (&self.group, &self.user);
+        let base = format!("/{}/instances/{}", self.version, self.instance);
         let slash = if self.slash { "/" } else { "" };
         let get = if self.head { "HEAD" } else { "GET" };
         [
@@ -235,9 +187,6 @@ pub(crate) fn header_value() -> BoxedStrategy<Vec<u8>> {
     prop::collection::vec(byte, 0..60).boxed()
 }
 
-/// A well-formed account key nobody holds.
-pub(crate) const UNKNOWN_KEY: &str = "0123456789abcdef0123456789abcdef01234560";
-
 /// A key as text: a provisioned one, a well-formed unknown one, or any bytes.
 fn key_text(keys: &[String]) -> BoxedStrategy<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = keys.iter().map(|k| k.clone().into_bytes()).collect();
@@ -272,16 +221,6 @@ pub(crate) struct KeyPlacement {
     pub(crate) query: Vec<String>,
 }
 
-impl KeyPlacement {
-    /// One key in one header.
-    pub(crate) fn header(name: &str, key: &[u8]) -> Self {
-        Self {
-            headers: vec![(name.to_owned(), key.to_vec())],
-            query: Vec::new(),
-        }
-    }
-}
-
 /// Up to three keys, each in one of the four places, or none.
 pub(crate) fn key_placement(keys: &[String]) -> BoxedStrategy<KeyPlacement> {
     let one = prop_oneof![
@@ -314,13 +253,11 @@ pub(crate) fn key_placement(keys: &[String]) -> BoxedStrategy<KeyPlacement> {
 
 /// `target` with the placement's query pairs after its own, and its headers.
 pub(crate) fn with_key(target: &str, placement: &KeyPlacement, method: &str) -> Request {
-    let target = match (placement.query.is_empty(), target.contains('?')) {
-        (true, _) => target.to_owned(),
-        (false, had_query) => {
-            let join = if had_query { '&' } else { '?' };
-            format!("{target}{join}{}", placement.query.join("&"))
-        }
-    };
+    let mut target = target.to_owned();
+    if !placement.query.is_empty() {
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target += &placement.query.join("&");
+    }
     let mut request = Request::new(method, target);
     request.headers = placement.headers.clone();
     request
@@ -344,15 +281,9 @@ pub(crate) fn method() -> BoxedStrategy<String> {
 }
 
 /// Paths near the API's: prefixes, doubled and missing slashes, extra segments, `*`.
+#[rustfmt::skip]
 pub(crate) const NEAR_PATHS: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/openapi.json",
-    "/metrics",
-    "/",
-    "/healthz/",
-    "/HEALTHZ",
-    "/v1.1",
+    "/healthz", "/readyz", "/openapi.json", "/metrics", "/", "/healthz/", "/HEALTHZ", "/v1.1",
     "/v1.1/",
     "/v1.1/instances/demo/groups/1/users",
     "/v1.1/instances/demo/groups/1/",

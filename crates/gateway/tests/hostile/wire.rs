@@ -29,16 +29,10 @@ impl Request {
     }
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(self.target.len() + 256);
-        bytes.extend_from_slice(self.method.as_bytes());
-        bytes.push(b' ');
-        bytes.extend_from_slice(&self.target);
+        let mut bytes = [self.method.as_bytes(), b" ", &self.target].concat();
         bytes.extend_from_slice(b" HTTP/1.1\r\nHost: hostile.test\r\nConnection: close\r\n");
         for (name, value) in &self.headers {
-            bytes.extend_from_slice(name.as_bytes());
-            bytes.extend_from_slice(b": ");
-            bytes.extend_from_slice(value);
-            bytes.extend_from_slice(b"\r\n");
+            bytes.extend([name.as_bytes(), b": ", value, b"\r\n"].concat());
         }
         bytes.extend_from_slice(b"\r\n");
         bytes

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::Token;
 use crate::wire::Reply;
 
 /// An answer SPEC.md allows.
@@ -136,7 +137,7 @@ impl Expected {
     }
 
     /// The token of the page after this one, from a reply that [`Expected::matches`].
-    pub(crate) fn token(&self, reply: &Reply) -> Option<String> {
+    pub(crate) fn token(&self, reply: &Reply) -> Option<Token> {
         let Self::Page {
             next: Some(next), ..
         } = self
@@ -144,7 +145,14 @@ impl Expected {
             return None;
         };
         let body: Value = serde_json::from_slice(&reply.body).ok()?;
-        next_token(&body["next"], next).map(str::to_owned)
+        let text = next_token(&body["next"], next)?.to_owned();
+        let (last_id, group, user) = (next.last_id, next.group, next.user);
+        Some(Token {
+            text,
+            last_id,
+            group,
+            user,
+        })
     }
 }
 

@@ -99,18 +99,21 @@ impl Op {
     }
 }
 
+/// An operation, its version prefix (`/v1.1`, `/v1`) and its variables, still percent-encoded
+/// (`None`: not in this route).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Api<'a> {
+    pub(crate) op: Op,
+    pub(crate) version: &'a str,
+    pub(crate) instance: &'a str,
+    pub(crate) group: Option<&'a str>,
+    pub(crate) user: Option<&'a str>,
+}
+
 /// What the router makes of a path.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Route<'a> {
-    /// An operation, its version prefix (`/v1.1`, `/v1`) and its variables, still
-    /// percent-encoded (`None`: not in this route).
-    Api {
-        op: Op,
-        version: &'a str,
-        instance: &'a str,
-        group: Option<&'a str>,
-        user: Option<&'a str>,
-    },
+    Api(Api<'a>),
     /// An API route with an empty segment: an unknown path.
     EmptySegment,
     /// A GET route and what it answers.
@@ -149,13 +152,13 @@ pub(crate) fn route(path: &str) -> Route<'_> {
     if [Some(instance), group, user].contains(&Some("")) {
         return Route::EmptySegment;
     }
-    Route::Api {
+    Route::Api(Api {
         op,
         version,
         instance,
         group,
         user,
-    }
+    })
 }
 
 pub(crate) fn openapi_document() -> Value {
@@ -198,13 +201,9 @@ pub(crate) fn parse_id_text(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    // Past 19 digits, or all zeros (nothing left to parse), it is out of range.
     let digits = text.trim_start_matches('0');
-    let value = if digits.len() > 19 {
-        None
-    } else {
-        digits.parse::<i64>().ok()
-    };
-    value.filter(|&v| v > 0)
+    digits.parse::<i64>().ok().filter(|&v| v > 0)
 }
 
 /// An id in a path segment (percent-encoded).
@@ -215,10 +214,8 @@ pub(crate) fn parse_id(raw: &str) -> Option<i64> {
 /// SPEC.md: 1–64 characters of `a-z 0-9 - _`, case-insensitive.
 pub(crate) fn parse_instance(raw: &str) -> Option<String> {
     let text = decode_segment(raw)?;
-    let valid = (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let valid = (1..=64).contains(&text.len()) && text.bytes().all(allowed);
     valid.then(|| text.to_ascii_lowercase())
 }
 
@@ -310,42 +307,29 @@ pub(crate) fn list_query(query: Option<&str>) -> Option<ListQuery> {
 
 #[test]
 fn the_model_reads_paths_ids_names_keys_and_queries_as_the_readme_says() {
-    let api = |op, instance, group, user| Route::Api {
-        op,
-        version: "/v1",
-        instance,
-        group,
-        user,
+    let api = |path| match route(path) {
+        Route::Api(a) => (a.op, a.version, a.instance, a.group, a.user),
+        other => panic!("{path}: {other:?}"),
     };
-    assert_eq!(
-        route("/v1/instances/a/groups/1/users/2"),
-        api(Op::RemoveFromGroup, "a", Some("1"), Some("2"))
-    );
-    assert_eq!(
-        route("/v1/instances/a/users/2/groups/1/"),
-        api(Op::RemoveFromUser, "a", Some("1"), Some("2"))
-    );
-    assert_eq!(
-        route("/v1/instances/a/users/2"),
-        api(Op::GetUser, "a", None, Some("2"))
-    );
-    assert_eq!(
-        route("/v1/instances/a/groups/1/"),
-        api(Op::GetGroup, "a", Some("1"), None)
-    );
-    assert_eq!(
-        route("/v1/instances/a/audit/memberships"),
-        api(Op::ListEvents, "a", None, None)
-    );
-    assert_eq!(
-        route("/v1.1/instances//groups/1/users/2/"),
-        Route::EmptySegment
-    );
-    assert_eq!(
-        route("/v1.1/instances/a/groups/1/users/2//"),
-        Route::Unknown
-    );
-    assert_eq!(route("/v1.1/instances/a/audit/"), Route::Unknown);
+    #[rustfmt::skip]
+    let routes = [
+        ("/v1/instances/a/groups/1/users/2", Op::RemoveFromGroup, Some("1"), Some("2")),
+        ("/v1/instances/a/users/2/groups/1/", Op::RemoveFromUser, Some("1"), Some("2")),
+        ("/v1/instances/a/users/2", Op::GetUser, None, Some("2")),
+        ("/v1/instances/a/groups/1/", Op::GetGroup, Some("1"), None),
+        ("/v1/instances/a/audit/memberships", Op::ListEvents, None, None),
+    ];
+    for (path, op, group, user) in routes {
+        assert_eq!(api(path), (op, "/v1", "a", group, user), "{path}");
+    }
+    let empty_segment = route("/v1.1/instances//groups/1/users/2/");
+    assert_eq!(empty_segment, Route::EmptySegment);
+    for path in [
+        "/v1.1/instances/a/groups/1/users/2//",
+        "/v1.1/instances/a/audit/",
+    ] {
+        assert_eq!(route(path), Route::Unknown, "{path}");
+    }
     assert_eq!(parse_id("007"), Some(7));
     assert_eq!(parse_id("%31"), Some(1));
     assert_eq!(parse_id("9223372036854775808"), None);
@@ -359,35 +343,29 @@ fn the_model_reads_paths_ids_names_keys_and_queries_as_the_readme_says() {
             .collect()
     };
     let h = headers(&[("X-Api-Key", b"  "), ("Authorization", b"Token  a")]);
-    assert_eq!(
-        find_key(&h, Some("api_key=&apikey=b+c")),
-        Some(b"b c".to_vec())
-    );
-    assert_eq!(find_key(&h, Some("apikey=&api_key")), Some(b"a".to_vec()));
-    assert_eq!(
-        find_key(&h, Some("api_key=x&api%5Fkey=y")),
-        Some(b"y".to_vec())
-    );
+    let found: [(&str, &[u8]); 3] = [
+        ("api_key=&apikey=b+c", b"b c"),
+        ("apikey=&api_key", b"a"),
+        ("api_key=x&api%5Fkey=y", b"y"),
+    ];
+    for (query, key) in found {
+        assert_eq!(find_key(&h, Some(query)).as_deref(), Some(key), "{query}");
+    }
     let h = headers(&[("authorization", b"a b c")]);
     assert_eq!(find_key(&h, None), None);
-    let q = list_query(Some(
-        "group=03&user=&page_size=0007&page_token=abc&api_key=k",
-    ))
-    .unwrap();
+    let q = "group=03&user=&page_size=0007&page_token=abc&api_key=k";
+    let q = list_query(Some(q)).unwrap();
     assert_eq!(
         (q.group, q.user, q.page_size, q.token.as_deref()),
         (Some(3), None, 7, Some("abc"))
     );
     assert_eq!(list_query(None).map(|q| q.page_size), Some(50));
-    for bad in [
-        "page_size=0",
-        "page_size=101",
-        "page_size=+5",
-        "page_size=%205",
-        "gr%6Fup=x",
-        "user=-1",
+    #[rustfmt::skip]
+    let bad_queries = [
+        "page_size=0", "page_size=101", "page_size=+5", "page_size=%205", "gr%6Fup=x", "user=-1",
         "page_token=%FF",
-    ] {
+    ];
+    for bad in bad_queries {
         assert_eq!(list_query(Some(bad)), None, "{bad}");
     }
 }
