@@ -28,31 +28,31 @@ impl BatchSizes {
     /// removal yet).
     pub(crate) fn parse(page: &str) -> Self {
         let mut sizes = Self::default();
-        let mut cumulative = Vec::new();
+        let mut below = 0;
         for line in page.lines() {
-            let Some(rest) = line.strip_prefix(METRIC) else {
-                continue;
-            };
-            let Some((name, value)) = rest.rsplit_once(' ') else {
+            let Some((name, value)) = line.strip_prefix(METRIC).and_then(|l| l.rsplit_once(' '))
+            else {
                 continue;
             };
             let Ok(value) = value.trim().parse::<f64>() else {
                 continue;
             };
-            if let Some(labels) = name.strip_prefix("_bucket{") {
-                if let Some(le) = label(labels, "le") {
-                    cumulative.push((le.to_owned(), value as u64));
+            let le = name
+                .strip_prefix("_bucket{")
+                .and_then(|labels| label(labels, "le"));
+            match (name, le) {
+                // Cumulative on the page, not here.
+                (_, Some(le)) => {
+                    let count = value as u64;
+                    sizes
+                        .buckets
+                        .push((le.to_owned(), count.saturating_sub(below)));
+                    below = below.max(count);
                 }
-            } else if name == "_sum" {
-                sizes.removals = value;
-            } else if name == "_count" {
-                sizes.statements = value as u64;
+                ("_sum", _) => sizes.removals = value,
+                ("_count", _) => sizes.statements = value as u64,
+                _ => {}
             }
-        }
-        let mut below = 0;
-        for (le, count) in cumulative {
-            sizes.buckets.push((le, count.saturating_sub(below)));
-            below = below.max(count);
         }
         sizes
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use groups_pgembed::{Config, Listen, Server, StopMode};
@@ -35,7 +36,8 @@ const DURABILITY_SETTINGS: [&str; 3] = ["fsync", "synchronous_commit", "full_pag
 pub(crate) struct PrivatePostgres {
     server: Mutex<Option<Server>>,
     url: String,
-    data_dir: PathBuf,
+    /// Its `postmaster.pid` names the server process.
+    pub(crate) data_dir: PathBuf,
 }
 
 impl PrivatePostgres {
@@ -64,11 +66,6 @@ impl PrivatePostgres {
             .with_context(|| format!("creating database {name}"))?;
         let (server, _postgres) = self.url.rsplit_once('/').unwrap_or((&self.url, ""));
         Ok(format!("{server}/{name}"))
-    }
-
-    /// The data directory (its `postmaster.pid` names the server process).
-    pub(crate) fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone()
     }
 
     /// Stops the server (the watchdog then finds nothing left to stop).
@@ -199,29 +196,18 @@ impl Fixture {
 
     /// Memberships left in the fixture's instance.
     pub(crate) fn count(&self, conn: &mut PgConnection) -> anyhow::Result<i64> {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let count: Count =
-            diesel::sql_query("SELECT count(*) AS n FROM memberships WHERE instance_id = $1")
-                .bind::<BigInt, _>(self.instance_id)
-                .get_result(conn)
-                .context("counting memberships")?;
-        Ok(count.n)
+        sql::<BigInt>("SELECT count(*) FROM memberships WHERE instance_id = ")
+            .bind::<BigInt, _>(self.instance_id)
+            .get_result(conn)
+            .context("counting memberships")
     }
 }
 
 /// A setting's current value (`?` when it cannot be read), for the report.
 pub(crate) fn setting(conn: &mut PgConnection, name: &str) -> String {
-    #[derive(QueryableByName)]
-    struct Setting {
-        #[diesel(sql_type = Text)]
-        value: String,
-    }
-    diesel::sql_query("SELECT current_setting($1) AS value")
+    sql::<Text>("SELECT current_setting(")
         .bind::<Text, _>(name)
-        .get_result::<Setting>(conn)
-        .map_or_else(|_| "?".to_owned(), |s| s.value)
+        .sql(")")
+        .get_result(conn)
+        .unwrap_or_else(|_| "?".to_owned())
 }
