@@ -6,7 +6,11 @@
 //! batched pgbench baseline runs at.
 
 use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
+use anyhow::{Context, ensure};
 use serde::Serialize;
 
 /// The metric's name on the server's page.
@@ -24,35 +28,40 @@ pub(crate) struct BatchSizes {
 }
 
 impl BatchSizes {
+    /// Reads the histogram from the server's metrics page at `addr`.
+    pub(crate) fn scrape(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self::parse(&metrics_page(addr)?))
+    }
+
     /// Reads the histogram from a Prometheus text page; empty when the page has none (no
     /// removal yet).
     pub(crate) fn parse(page: &str) -> Self {
         let mut sizes = Self::default();
-        let mut below = 0;
+        let mut cumulative = Vec::new();
         for line in page.lines() {
-            let Some((name, value)) = line.strip_prefix(METRIC).and_then(|l| l.rsplit_once(' '))
-            else {
+            let Some(rest) = line.strip_prefix(METRIC) else {
+                continue;
+            };
+            let Some((name, value)) = rest.rsplit_once(' ') else {
                 continue;
             };
             let Ok(value) = value.trim().parse::<f64>() else {
                 continue;
             };
-            let le = name
-                .strip_prefix("_bucket{")
-                .and_then(|labels| label(labels, "le"));
-            match (name, le) {
-                // Cumulative on the page, not here.
-                (_, Some(le)) => {
-                    let count = value as u64;
-                    sizes
-                        .buckets
-                        .push((le.to_owned(), count.saturating_sub(below)));
-                    below = below.max(count);
+            if let Some(labels) = name.strip_prefix("_bucket{") {
+                if let Some(le) = label(labels, "le") {
+                    cumulative.push((le.to_owned(), value as u64));
                 }
-                ("_sum", _) => sizes.removals = value,
-                ("_count", _) => sizes.statements = value as u64,
-                _ => {}
+            } else if name == "_sum" {
+                sizes.removals = value;
+            } else if name == "_count" {
+                sizes.statements = value as u64;
             }
+        }
+        let mut below = 0;
+        for (le, count) in cumulative {
+            sizes.buckets.push((le, count.saturating_sub(below)));
+            below = below.max(count);
         }
         sizes
     }
@@ -123,6 +132,23 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
     let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
     let len = labels[start..].find('"')?;
     Some(&labels[start..start + len])
+}
+
+/// The server's Prometheus page at `addr` (`GET /metrics` over HTTP/1.0, read to the end).
+fn metrics_page(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("cannot reach the metrics page at {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("");
+    ensure!(
+        status.contains(" 200 "),
+        "{addr}/metrics answered {status:?}"
+    );
+    Ok(body.to_owned())
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The release binaries `groups-server` and `groups-gateway`, started on loopback port 0 next to
-//! the benchmark, and the server's metrics page. Not testkit's `ServiceCommand`, which keeps all
+//! the benchmark. Not testkit's `ServiceCommand`, which keeps all
 //! a service prints in memory and panics on failure: here millions of log lines go to a file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -218,23 +218,6 @@ fn listening_address(line: &str) -> Option<Addresses> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
     let addr = |name: &str| value.get(name)?.as_str()?.parse().ok();
     Some((addr("listening")?, addr("metrics")))
-}
-
-/// The server's Prometheus page at `addr` (`GET /metrics` over HTTP/1.0, read to the end).
-pub(crate) fn scrape_metrics(addr: SocketAddr) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("cannot reach the metrics page at {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or("");
-    ensure!(
-        status.contains(" 200 "),
-        "{addr}/metrics answered {status:?}"
-    );
-    Ok(body.to_owned())
 }
 
 #[cfg(test)]

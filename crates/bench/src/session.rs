@@ -171,10 +171,9 @@ impl<'a> Session<'a> {
                 eprintln!("groups-bench: cannot reset the peak memory of pid {pid}");
             }
         }
-        let scrape = || -> anyhow::Result<Option<BatchSizes>> {
-            let page = server.map(|_| services::scrape_metrics(services.metrics));
-            Ok(page.transpose()?.map(|page| BatchSizes::parse(&page)))
-        };
+        // The server's batches, when the workload goes through it.
+        let metrics = server.map(|_| services.metrics);
+        let scrape = || metrics.map(BatchSizes::scrape).transpose();
         let postmaster = proc_stats::postmaster_pid(&self.postgres.data_dir).ok();
         let plan = Plan {
             warmup: Duration::from_secs(self.args.warmup),
