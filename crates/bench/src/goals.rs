@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cli::Workload;
-use crate::report::{Point, Row, durabilities, durability_label, ratio};
+use crate::report::{Point, Row, durabilities, durability_label, p99, ratio};
 use Bound::{AtLeast, AtMost};
 use Workload::{Grpc, Pgbench, Rest};
 
@@ -48,10 +48,6 @@ fn rate(row: &Row) -> f64 {
 
 fn p50(row: &Row) -> f64 {
     row.latency_us.p50 as f64
-}
-
-fn p99(row: &Row) -> f64 {
-    row.latency_us.p99 as f64
 }
 
 fn errors(point: &Point) -> Option<f64> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::batches::BatchSizes;
-use crate::cli::Workload;
+use crate::cli::Workload::{self, Grpc, Pgbench, Rest};
 use crate::measurement::{LatencySummary, Measurement};
 
 /// Cores other processes may keep busy during a workload before its figures are flagged.
@@ -128,6 +128,11 @@ impl Point {
             .find(|r| r.workload == Workload::PgbenchBatched && r.batch == Some(f64::from(batch)))
     }
 
+    /// The batched baseline of gRPC's batch size, else of REST's.
+    pub(crate) fn batched(&self) -> Option<&Row> {
+        self.batched_for(Grpc).or_else(|| self.batched_for(Rest))
+    }
+
     /// `row`'s removals a second ÷ `baseline`'s.
     pub(crate) fn throughput_ratio(&self, row: &Row, baseline: Option<&Row>) -> Option<f64> {
         ratio(row.removals_per_second, baseline?.removals_per_second)
@@ -149,37 +154,59 @@ pub(crate) fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
+/// A cell of a point's table, for one of its rows.
+type RowCell = fn(&Point, &Row) -> String;
+/// A cell of the summary, for one point.
+type PointCell = fn(&Point) -> String;
+
+/// The columns of a point's table: header and cell.
+#[rustfmt::skip]
+const POINT_COLUMNS: [(&str, RowCell); 16] = [
+    ("workload", |_, r| r.label()),
+    ("clients", |_, r| r.clients.to_string()),
+    ("removals/s", |_, r| format!("{:.0}", r.removals_per_second)),
+    ("÷ naive", |p, r| fixed(p.throughput_ratio(r, p.row(Pgbench)), 2)),
+    ("÷ batched", |p, r| fixed(p.throughput_ratio(r, p.batched_for(r.workload)), 2)),
+    ("p50 ms", |_, r| millis(r.latency_us.p50)),
+    ("p99 ms", |_, r| millis(r.latency_us.p99)),
+    ("p99 ÷ naive", |p, r| fixed(p.row(Pgbench).and_then(|n| ratio(p99(r), p99(n))), 2)),
+    ("errors", |_, r| r.errors.to_string()),
+    ("CPU µs/removal: server", |_, r| fixed(r.cpu_us_per_removal.server, 1)),
+    ("gateway", |_, r| fixed(r.cpu_us_per_removal.gateway, 1)),
+    ("postgres", |_, r| fixed(r.cpu_us_per_removal.postgres, 1)),
+    ("client", |_, r| fixed(r.cpu_us_per_removal.client, 1)),
+    ("RSS MiB: server", |_, r| fixed(r.peak_rss_mib.server, 1)),
+    ("gateway", |_, r| fixed(r.peak_rss_mib.gateway, 1)),
+    ("other cores", |_, r| fixed(r.other_cores, 2)),
+];
+
+/// The columns of the summary: header and cell.
+#[rustfmt::skip]
+const SUMMARY_COLUMNS: [(&str, PointCell); 16] = [
+    ("durability", |p| durability_label(p.durable).to_owned()),
+    ("clients", |p| p.clients.to_string()),
+    ("REST/s", |p| rate(p.row(Rest))),
+    ("gRPC/s", |p| rate(p.row(Grpc))),
+    ("naive pg/s", |p| rate(p.row(Pgbench))),
+    ("batched pg/s", |p| rate(p.batched())),
+    ("B", |p| fixed(p.batched().and_then(|b| b.batch), 0)),
+    ("REST÷naive", |p| vs(p, Rest, p.row(Pgbench))),
+    ("gRPC÷naive", |p| vs(p, Grpc, p.row(Pgbench))),
+    ("REST÷batched", |p| vs(p, Rest, p.batched_for(Rest))),
+    ("gRPC÷batched", |p| vs(p, Grpc, p.batched_for(Grpc))),
+    ("p99 ms: REST", |p| p99_ms(p.row(Rest))),
+    ("gRPC", |p| p99_ms(p.row(Grpc))),
+    ("naive", |p| p99_ms(p.row(Pgbench))),
+    ("batched", |p| p99_ms(p.batched())),
+    ("errors", |p| p.rows.iter().map(|r| r.errors).sum::<u64>().to_string()),
+];
+
 /// The table of one point, and below it the errors and the batches the server formed.
 pub(crate) fn point_table(point: &Point) -> String {
-    let header = "workload|clients|removals/s|÷ naive|÷ batched|p50 ms|p99 ms|p99 ÷ naive|errors|\
-                  CPU µs/removal: server|gateway|postgres|client|RSS MiB: server|gateway|other cores";
-    let naive = point.row(Workload::Pgbench);
-    let lines = point.rows.iter().map(|row| {
-        let (l, c, rss) = (&row.latency_us, &row.cpu_us_per_removal, &row.peak_rss_mib);
-        let p99_ratio = naive.and_then(|n| ratio(l.p99 as f64, n.latency_us.p99 as f64));
-        vec![
-            row.label(),
-            row.clients.to_string(),
-            format!("{:.0}", row.removals_per_second),
-            fixed(point.throughput_ratio(row, naive), 2),
-            fixed(
-                point.throughput_ratio(row, point.batched_for(row.workload)),
-                2,
-            ),
-            millis(l.p50),
-            millis(l.p99),
-            fixed(p99_ratio, 2),
-            row.errors.to_string(),
-            fixed(c.server, 1),
-            fixed(c.gateway, 1),
-            fixed(c.postgres, 1),
-            fixed(c.client, 1),
-            fixed(rss.server, 1),
-            fixed(rss.gateway, 1),
-            fixed(row.other_cores, 2),
-        ]
-    });
-    let mut out = format_columns(header, lines);
+    let header = POINT_COLUMNS.map(|(name, _)| name.to_owned()).to_vec();
+    let cells = |row| POINT_COLUMNS.map(|(_, cell)| cell(point, row)).to_vec();
+    let lines = point.rows.iter().map(cells);
+    let mut out = format_columns(&std::iter::once(header).chain(lines).collect::<Vec<_>>());
     for row in &point.rows {
         let name = row.label();
         let mut note = |text: String| out.push_str(&format!("  {name}{text}\n"));
@@ -189,11 +216,9 @@ pub(crate) fn point_table(point: &Point) -> String {
         if row.seed_exhausted {
             note(": used up the seed before its time was up; seed more (--groups/--users)".into());
         }
-        if i64::try_from(row.succeeded) != Ok(row.deleted) {
-            note(format!(
-                ": {} successful answers but {} deleted",
-                row.succeeded, row.deleted
-            ));
+        let (ok, deleted) = (row.succeeded, row.deleted);
+        if i64::try_from(ok) != Ok(deleted) {
+            note(format!(": {ok} successful answers but {deleted} deleted"));
         }
         if let Some(busy) = row.other_cores.filter(|c| *c > BUSY_CORES) {
             note(format!(
@@ -209,38 +234,28 @@ pub(crate) fn point_table(point: &Point) -> String {
 
 /// One line per point: the services next to both baselines.
 pub(crate) fn summary_table(points: &[Point]) -> String {
-    let header = "durability|clients|REST/s|gRPC/s|naive pg/s|batched pg/s|B|REST÷naive|\
-                  gRPC÷naive|REST÷batched|gRPC÷batched|p99 ms: REST|gRPC|naive|batched|errors";
-    let lines = points.iter().map(|point| {
-        let [rest, grpc, naive] =
-            [Workload::Rest, Workload::Grpc, Workload::Pgbench].map(|w| point.row(w));
-        let [rest_batched, grpc_batched] =
-            [Workload::Rest, Workload::Grpc].map(|w| point.batched_for(w));
-        // The batched baseline of gRPC's batch size, else of REST's.
-        let batched = grpc_batched.or(rest_batched);
-        let rate = |r: Option<&Row>| fixed(r.map(|r| r.removals_per_second), 0);
-        let p99 = |r: Option<&Row>| r.map_or("-".into(), |r| millis(r.latency_us.p99));
-        let vs = |r: Option<&Row>, b| fixed(r.and_then(|r| point.throughput_ratio(r, b)), 2);
-        vec![
-            durability_label(point.durable).to_owned(),
-            point.clients.to_string(),
-            rate(rest),
-            rate(grpc),
-            rate(naive),
-            rate(batched),
-            fixed(batched.and_then(|b| b.batch), 0),
-            vs(rest, naive),
-            vs(grpc, naive),
-            vs(rest, rest_batched),
-            vs(grpc, grpc_batched),
-            p99(rest),
-            p99(grpc),
-            p99(naive),
-            p99(batched),
-            point.rows.iter().map(|r| r.errors).sum::<u64>().to_string(),
-        ]
-    });
-    format_columns(header, lines)
+    let header = SUMMARY_COLUMNS.map(|(name, _)| name.to_owned()).to_vec();
+    let cells = |point| SUMMARY_COLUMNS.map(|(_, cell)| cell(point)).to_vec();
+    let lines = points.iter().map(cells);
+    format_columns(&std::iter::once(header).chain(lines).collect::<Vec<_>>())
+}
+
+fn rate(row: Option<&Row>) -> String {
+    fixed(row.map(|r| r.removals_per_second), 0)
+}
+
+pub(crate) fn p99(row: &Row) -> f64 {
+    row.latency_us.p99 as f64
+}
+
+fn p99_ms(row: Option<&Row>) -> String {
+    row.map_or("-".into(), |r| millis(r.latency_us.p99))
+}
+
+/// `workload`'s removals a second ÷ `baseline`'s.
+fn vs(point: &Point, workload: Workload, baseline: Option<&Row>) -> String {
+    let row = point.row(workload);
+    fixed(row.and_then(|r| point.throughput_ratio(r, baseline)), 2)
 }
 
 fn millis(us: u64) -> String {
@@ -251,11 +266,8 @@ fn fixed(value: Option<f64>, decimals: usize) -> String {
     value.map_or("-".into(), |v| format!("{v:.decimals$}"))
 }
 
-/// The header's `|`-separated names above the lines, the first column left-aligned and the
-/// others right-aligned.
-pub(crate) fn format_columns(header: &str, lines: impl Iterator<Item = Vec<String>>) -> String {
-    let header = header.split('|').map(str::to_owned).collect();
-    let rows: Vec<Vec<String>> = std::iter::once(header).chain(lines).collect();
+/// Left-aligns the first column and right-aligns the others.
+pub(crate) fn format_columns(rows: &[Vec<String>]) -> String {
     let width = |c: usize| {
         rows.iter()
             .filter_map(|r| r.get(c))
@@ -264,7 +276,7 @@ pub(crate) fn format_columns(header: &str, lines: impl Iterator<Item = Vec<Strin
     };
     let widths: Vec<usize> = (0..).map_while(width).collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (c, (cell, w)) in row.iter().zip(&widths).enumerate() {
             line += &if c == 0 {
@@ -333,9 +345,12 @@ pub(crate) mod tests {
 
     #[test]
     fn columns_line_up() {
-        let lines = [vec!["longer".to_owned(), "1".to_owned()]];
+        let rows = vec![
+            vec!["a".to_owned(), "long header".to_owned()],
+            vec!["longer".to_owned(), "1".to_owned()],
+        ];
         assert_eq!(
-            format_columns("a|long header", lines.into_iter()),
+            format_columns(&rows),
             "a       long header\nlonger            1\n"
         );
     }
