@@ -3,7 +3,6 @@
 //! starts from the same seed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -34,7 +33,7 @@ const DURABILITY_SETTINGS: [&str; 3] = ["fsync", "synchronous_commit", "full_pag
 /// directory removed) by its watchdog once the benchmark ends, however it ends.
 #[derive(Debug)]
 pub(crate) struct PrivatePostgres {
-    server: Mutex<Option<Server>>,
+    server: Server,
     url: String,
     /// Its `postmaster.pid` names the server process.
     pub(crate) data_dir: PathBuf,
@@ -55,7 +54,7 @@ impl PrivatePostgres {
         Ok(Self {
             url: server.url("postgres"),
             data_dir: server.data_dir(),
-            server: Mutex::new(Some(server)),
+            server,
         })
     }
 
@@ -69,9 +68,8 @@ impl PrivatePostgres {
     }
 
     /// Stops the server (the watchdog then finds nothing left to stop).
-    pub(crate) fn stop(&self) {
-        let server = self.server.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(Err(error)) = server.map(|server| server.stop(StopMode::Fast)) {
+    pub(crate) fn stop(self) {
+        if let Err(error) = self.server.stop(StopMode::Fast) {
             eprintln!("groups-bench: stopping the private PostgreSQL: {error}");
         }
     }

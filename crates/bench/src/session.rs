@@ -70,7 +70,7 @@ impl<'a> Session<'a> {
     }
 
     /// Stops the private PostgreSQL (the watchdog would, once this process is gone).
-    pub(crate) fn tear_down(&self) {
+    pub(crate) fn tear_down(self) {
         self.postgres.stop();
     }
 
