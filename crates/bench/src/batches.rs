@@ -6,7 +6,11 @@
 //! batched pgbench baseline runs at.
 
 use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
+use anyhow::{Context, ensure};
 use serde::Serialize;
 
 /// The metric's name on the server's page.
@@ -24,6 +28,11 @@ pub(crate) struct BatchSizes {
 }
 
 impl BatchSizes {
+    /// Reads the histogram from the server's metrics page at `addr`.
+    pub(crate) fn scrape(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self::parse(&metrics_page(addr)?))
+    }
+
     /// Reads the histogram from a Prometheus text page; empty when the page has none (no
     /// removal yet).
     pub(crate) fn parse(page: &str) -> Self {
@@ -123,6 +132,23 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
     let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
     let len = labels[start..].find('"')?;
     Some(&labels[start..start + len])
+}
+
+/// The server's Prometheus page at `addr` (`GET /metrics` over HTTP/1.0, read to the end).
+fn metrics_page(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("cannot reach the metrics page at {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("");
+    ensure!(
+        status.contains(" 200 "),
+        "{addr}/metrics answered {status:?}"
+    );
+    Ok(body.to_owned())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The command line: which workloads, at how many clients, with which durability, for how long.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
@@ -79,11 +80,8 @@ pub(crate) struct Args {
 impl Args {
     /// The client counts to run at, in order.
     pub(crate) fn client_counts(&self) -> Vec<u16> {
-        let mut counts = if self.sweep {
-            SWEEP.to_vec()
-        } else {
-            self.concurrency.clone()
-        };
+        let sweep = self.sweep.then(|| SWEEP.to_vec());
+        let mut counts = sweep.unwrap_or_else(|| self.concurrency.clone());
         counts.dedup();
         counts
     }
@@ -99,12 +97,9 @@ impl Args {
 
     /// The workloads in order, each once.
     pub(crate) fn workload_list(&self) -> Vec<Workload> {
-        let mut list: Vec<Workload> = Vec::new();
-        for workload in &self.workloads {
-            if !list.contains(workload) {
-                list.push(*workload);
-            }
-        }
+        let mut seen = BTreeSet::new();
+        let mut list = self.workloads.clone();
+        list.retain(|w| seen.insert(*w));
         list
     }
 }
@@ -137,14 +132,10 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Workload::Rest => "rest",
-            Workload::Grpc => "grpc",
-            Workload::Pgbench => "pgbench",
-            Workload::PgbenchBatched => "pgbench-batched",
-            Workload::PgbenchUnaudited => "pgbench-unaudited",
-        }
+    /// Its name on the command line.
+    pub(crate) fn name(self) -> String {
+        let value = self.to_possible_value().expect("no workload is skipped");
+        value.get_name().to_owned()
     }
 
     /// Whether it runs at the batch sizes the server formed in the workloads before it.

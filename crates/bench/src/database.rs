@@ -3,11 +3,11 @@
 //! starts from the same seed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use groups_pgembed::{Config, Listen, Server, StopMode};
@@ -33,9 +33,10 @@ const DURABILITY_SETTINGS: [&str; 3] = ["fsync", "synchronous_commit", "full_pag
 /// directory removed) by its watchdog once the benchmark ends, however it ends.
 #[derive(Debug)]
 pub(crate) struct PrivatePostgres {
-    server: Mutex<Option<Server>>,
+    server: Server,
     url: String,
-    data_dir: PathBuf,
+    /// Its `postmaster.pid` names the server process.
+    pub(crate) data_dir: PathBuf,
 }
 
 impl PrivatePostgres {
@@ -53,7 +54,7 @@ impl PrivatePostgres {
         Ok(Self {
             url: server.url("postgres"),
             data_dir: server.data_dir(),
-            server: Mutex::new(Some(server)),
+            server,
         })
     }
 
@@ -66,15 +67,9 @@ impl PrivatePostgres {
         Ok(format!("{server}/{name}"))
     }
 
-    /// The data directory (its `postmaster.pid` names the server process).
-    pub(crate) fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone()
-    }
-
     /// Stops the server (the watchdog then finds nothing left to stop).
-    pub(crate) fn stop(&self) {
-        let server = self.server.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(Err(error)) = server.map(|server| server.stop(StopMode::Fast)) {
+    pub(crate) fn stop(self) {
+        if let Err(error) = self.server.stop(StopMode::Fast) {
             eprintln!("groups-bench: stopping the private PostgreSQL: {error}");
         }
     }
@@ -199,29 +194,18 @@ impl Fixture {
 
     /// Memberships left in the fixture's instance.
     pub(crate) fn count(&self, conn: &mut PgConnection) -> anyhow::Result<i64> {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let count: Count =
-            diesel::sql_query("SELECT count(*) AS n FROM memberships WHERE instance_id = $1")
-                .bind::<BigInt, _>(self.instance_id)
-                .get_result(conn)
-                .context("counting memberships")?;
-        Ok(count.n)
+        sql::<BigInt>("SELECT count(*) FROM memberships WHERE instance_id = ")
+            .bind::<BigInt, _>(self.instance_id)
+            .get_result(conn)
+            .context("counting memberships")
     }
 }
 
 /// A setting's current value (`?` when it cannot be read), for the report.
 pub(crate) fn setting(conn: &mut PgConnection, name: &str) -> String {
-    #[derive(QueryableByName)]
-    struct Setting {
-        #[diesel(sql_type = Text)]
-        value: String,
-    }
-    diesel::sql_query("SELECT current_setting($1) AS value")
+    sql::<Text>("SELECT current_setting(")
         .bind::<Text, _>(name)
-        .get_result::<Setting>(conn)
-        .map_or_else(|_| "?".to_owned(), |s| s.value)
+        .sql(")")
+        .get_result(conn)
+        .unwrap_or_else(|_| "?".to_owned())
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cli::Workload;
-use crate::report::{Point, Row, ratio};
+use crate::report::{Point, Row, durabilities, durability_label, p99, ratio};
 use Bound::{AtLeast, AtMost};
 use Workload::{Grpc, Pgbench, Rest};
 
@@ -18,47 +18,28 @@ pub(crate) enum Bound {
     AtMost(f64),
 }
 
-/// One goal: measured at the point of `clients` clients, met within `bound`.
-#[derive(Debug)]
-pub(crate) struct Goal {
-    pub(crate) clients: u16,
-    pub(crate) what: &'static str,
-    pub(crate) bound: Bound,
-    pub(crate) measure: Measure,
-}
-
-const fn goal(clients: u16, what: &'static str, bound: Bound, measure: Measure) -> Goal {
-    Goal {
-        clients,
-        what,
-        bound,
-        measure,
-    }
-}
-
 type Measure = fn(&Point) -> Option<f64>;
 
-/// The goals, in the order they are printed.
+/// The goals, in the order they are printed: each measured at the point of that many clients,
+/// met within its bound.
 #[rustfmt::skip]
-pub(crate) const GOALS: [Goal; 11] = [
-    goal(32, "gRPC removals/s ÷ naive pgbench's", AtLeast(1.2), |p| vs_naive(p, Grpc, rate)),
-    goal(32, "REST removals/s ÷ naive pgbench's", AtLeast(0.8), |p| vs_naive(p, Rest, rate)),
-    goal(32, "gRPC p99 ÷ naive pgbench's", AtMost(2.0), |p| vs_naive(p, Grpc, p99)),
-    goal(32, "REST p99 ÷ naive pgbench's", AtMost(2.0), |p| vs_naive(p, Rest, p99)),
-    goal(32, "server + gateway CPU per REST removal, µs", AtMost(100.0), |p| {
+pub(crate) const GOALS: [(u16, &str, Bound, Measure); 11] = [
+    (32, "gRPC removals/s ÷ naive pgbench's", AtLeast(1.2), |p| vs_naive(p, Grpc, rate)),
+    (32, "REST removals/s ÷ naive pgbench's", AtLeast(0.8), |p| vs_naive(p, Rest, rate)),
+    (32, "gRPC p99 ÷ naive pgbench's", AtMost(2.0), |p| vs_naive(p, Grpc, p99)),
+    (32, "REST p99 ÷ naive pgbench's", AtMost(2.0), |p| vs_naive(p, Rest, p99)),
+    (32, "server + gateway CPU per REST removal, µs", AtMost(100.0), |p| {
         let cpu = p.row(Rest)?.cpu_us_per_removal;
         Some(cpu.server? + cpu.gateway?)
     }),
-    goal(32, "server CPU per gRPC removal, µs", AtMost(50.0), |p| {
-        p.row(Grpc)?.cpu_us_per_removal.server
-    }),
-    goal(1, "REST p50 − naive pgbench p50, ms", AtMost(0.3), |p| {
+    (32, "server CPU per gRPC removal, µs", AtMost(50.0), |p| p.row(Grpc)?.cpu_us_per_removal.server),
+    (1, "REST p50 − naive pgbench p50, ms", AtMost(0.3), |p| {
         Some((p50(p.row(Rest)?) - p50(p.row(Pgbench)?)) / 1000.0)
     }),
-    goal(32, "peak RSS of the server, MiB", AtMost(50.0), |p| peak(p, |r| r.peak_rss_mib.server)),
-    goal(32, "peak RSS of the gateway, MiB", AtMost(50.0), |p| peak(p, |r| r.peak_rss_mib.gateway)),
-    goal(32, "errors (a success that deleted nothing is one)", AtMost(0.0), errors),
-    goal(512, "errors of any kind (5xx and timeouts included)", AtMost(0.0), errors),
+    (32, "peak RSS of the server, MiB", AtMost(50.0), |p| peak(p, |r| r.peak_rss_mib.server)),
+    (32, "peak RSS of the gateway, MiB", AtMost(50.0), |p| peak(p, |r| r.peak_rss_mib.gateway)),
+    (32, "errors (a success that deleted nothing is one)", AtMost(0.0), errors),
+    (512, "errors of any kind (5xx and timeouts included)", AtMost(0.0), errors),
 ];
 
 fn rate(row: &Row) -> f64 {
@@ -67,10 +48,6 @@ fn rate(row: &Row) -> f64 {
 
 fn p50(row: &Row) -> f64 {
     row.latency_us.p50 as f64
-}
-
-fn p99(row: &Row) -> f64 {
-    row.latency_us.p99 as f64
 }
 
 fn errors(point: &Point) -> Option<f64> {
@@ -102,33 +79,25 @@ pub(crate) struct Verdict {
 
 /// Every goal at every durability the run measured.
 pub(crate) fn check(points: &[Point]) -> Vec<Verdict> {
-    let mut durabilities: Vec<bool> = points.iter().map(|p| p.durable).collect();
-    durabilities.dedup();
-    let mut verdicts = Vec::new();
-    for durable in durabilities {
-        for goal in &GOALS {
-            let point = points
-                .iter()
-                .find(|p| p.durable == durable && p.clients == goal.clients);
-            let value = point.and_then(goal.measure);
-            let (sign, target) = match goal.bound {
-                Bound::AtLeast(t) => ("≥", t),
-                Bound::AtMost(t) => ("≤", t),
+    let verdicts = durabilities(points).into_iter().flat_map(|durable| {
+        GOALS.iter().map(move |&(clients, goal, bound, measure)| {
+            let point = (points.iter()).find(|p| p.durable == durable && p.clients == clients);
+            let value = point.and_then(measure);
+            let (sign, target, met) = match bound {
+                AtLeast(t) => ("≥", t, value.map(|v| v >= t)),
+                AtMost(t) => ("≤", t, value.map(|v| v <= t)),
             };
-            verdicts.push(Verdict {
-                durability: crate::report::durability_label(durable),
-                clients: goal.clients,
-                goal: goal.what,
+            Verdict {
+                durability: durability_label(durable),
+                clients,
+                goal,
                 target: format!("{sign} {target}"),
                 value,
-                met: value.map(|v| match goal.bound {
-                    Bound::AtLeast(t) => v >= t,
-                    Bound::AtMost(t) => v <= t,
-                }),
-            });
-        }
-    }
-    verdicts
+                met,
+            }
+        })
+    });
+    verdicts.collect()
 }
 
 /// One line a verdict.
@@ -171,8 +140,8 @@ mod tests {
         // Not measured: the gateway's CPU, and the points at 1 and 512 clients.
         assert_eq!(find("server + gateway CPU per REST removal, µs").met, None);
         assert_eq!(find("REST p50 − naive pgbench p50, ms").met, None);
-        assert_eq!(find(GOALS[10].what).met, None);
-        assert_eq!(find(GOALS[9].what).met, Some(true));
+        assert_eq!(find(GOALS[10].1).met, None);
+        assert_eq!(find(GOALS[9].1).met, Some(true));
 
         // At one client, REST p50 1.5 ms against pgbench's 0.5 ms.
         let one = check(&[point(1)]);

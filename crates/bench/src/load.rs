@@ -2,7 +2,6 @@
 //! answered, over REST (one keep-alive HTTP/1.1 connection per task) or gRPC (HTTP/2 channels
 //! shared by the tasks, as the gateway shares its own).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use tokio::net::TcpStream;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::measurement::{Measurement, Plan, new_histogram};
+use crate::measurement::{Measurement, Plan};
 use crate::memberships::SeedLayout;
 
 /// A request still unanswered after this long counts as a timeout (the services' own deadlines
@@ -173,125 +172,65 @@ pub(crate) async fn drive<R: Remover>(
 ) -> anyhow::Result<Measurement> {
     let next = Arc::new(AtomicU64::new(0));
     let measure_from = Instant::now() + plan.warmup;
-    let end = measure_from + plan.duration;
-    let mut tasks = Vec::with_capacity(removers.len());
-    for remover in removers {
-        let next = Arc::clone(&next);
-        let task = Task {
-            next,
-            limit: plan.memberships,
-            layout,
-            measure_from,
-            end,
-        };
-        tasks.push(tokio::spawn(task.run(remover)));
-    }
-    let mut total = Tally::default();
+    let window = (measure_from, measure_from + plan.duration);
+    let tasks: Vec<_> = removers
+        .into_iter()
+        .map(|remover| tokio::spawn(remove(remover, Arc::clone(&next), *plan, layout, window)))
+        .collect();
+    let (mut total, mut last_end) = (Measurement::default(), None);
     for task in tasks {
-        total.merge(task.await.context("a load task panicked")?);
+        let (tally, end) = task.await.context("a load task panicked")?;
+        total.merge(tally);
+        last_end = last_end.max(end);
     }
-    let window = if total.exhausted {
-        total.last_end.map_or(Duration::ZERO, |t| {
+    total.window = if total.exhausted {
+        last_end.map_or(Duration::ZERO, |t| {
             t.saturating_duration_since(measure_from)
         })
     } else {
-        end - measure_from
+        plan.duration
     };
-    Ok(Measurement {
-        latency: total.latency,
-        measured_ok: total.measured_ok,
-        window,
-        sent: total.sent,
-        ok: total.ok,
-        errors: total.errors,
-        exhausted: total.exhausted,
-        // Tasks that found the counter past the end took a number and used none.
-        used_until: next.load(Ordering::Relaxed).min(plan.memberships),
-    })
+    // Tasks that found the counter past the end took a number and used none.
+    total.used_until = next.load(Ordering::Relaxed).min(plan.memberships);
+    Ok(total)
 }
 
-/// What one task shares with the others and when it stops: requests completing within
-/// `measure_from..=end` are measured; none starts after `end`.
-#[derive(Debug)]
-struct Task {
+/// One task: removes the memberships of the numbers it takes from `next` until `end`, measuring
+/// those that complete within `measure_from..=end`; returns its tally and its last measured end.
+async fn remove<R: Remover>(
+    mut remover: R,
     next: Arc<AtomicU64>,
-    limit: u64,
+    plan: Plan,
     layout: SeedLayout,
-    measure_from: Instant,
-    end: Instant,
-}
-
-impl Task {
-    async fn run<R: Remover>(self, mut remover: R) -> Tally {
-        let mut tally = Tally::default();
-        while Instant::now() < self.end {
-            let k = self.next.fetch_add(1, Ordering::Relaxed);
-            if k >= self.limit {
-                tally.exhausted = true;
-                break;
-            }
-            let (group, user) = self.layout.membership(k);
-            let start = Instant::now();
-            let outcome = tokio::time::timeout(REQUEST_TIMEOUT, remover.remove(group, user))
-                .await
-                .unwrap_or_else(|_| Err("timeout".to_owned()));
-            let done = Instant::now();
-            tally.sent += 1;
-            let measured = done >= self.measure_from && done <= self.end;
-            if measured {
-                let micros = u64::try_from((done - start).as_micros()).unwrap_or(u64::MAX);
-                tally.latency.saturating_record(micros.max(1));
-                tally.last_end = tally.last_end.max(Some(done));
-            }
-            match outcome {
-                Ok(()) => {
-                    tally.ok += 1;
-                    tally.measured_ok += u64::from(measured);
-                }
-                Err(kind) => *tally.errors.entry(kind).or_default() += 1,
-            }
+    (measure_from, end): (Instant, Instant),
+) -> (Measurement, Option<Instant>) {
+    let (mut tally, mut last_end) = (Measurement::default(), None);
+    while Instant::now() < end {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        if k >= plan.memberships {
+            tally.exhausted = true;
+            break;
         }
-        tally
-    }
-}
-
-/// One task's counts, then all tasks' summed.
-#[derive(Debug)]
-struct Tally {
-    latency: hdrhistogram::Histogram<u64>,
-    measured_ok: u64,
-    sent: u64,
-    ok: u64,
-    errors: BTreeMap<String, u64>,
-    last_end: Option<Instant>,
-    exhausted: bool,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self {
-            latency: new_histogram(),
-            measured_ok: 0,
-            sent: 0,
-            ok: 0,
-            errors: BTreeMap::new(),
-            last_end: None,
-            exhausted: false,
+        let (group, user) = layout.membership(k);
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, remover.remove(group, user))
+            .await
+            .unwrap_or_else(|_| Err("timeout".to_owned()));
+        let done = Instant::now();
+        tally.sent += 1;
+        let measured = done >= measure_from && done <= end;
+        if measured {
+            let micros = u64::try_from((done - start).as_micros()).unwrap_or(u64::MAX);
+            tally.latency.saturating_record(micros.max(1));
+            last_end = last_end.max(Some(done));
+        }
+        match outcome {
+            Ok(()) => {
+                tally.ok += 1;
+                tally.measured_ok += u64::from(measured);
+            }
+            Err(kind) => tally.add_errors(&kind, 1),
         }
     }
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        // Same bounds on both sides: adding cannot fail.
-        let _ = self.latency.add(&other.latency);
-        self.measured_ok += other.measured_ok;
-        self.sent += other.sent;
-        self.ok += other.ok;
-        for (kind, n) in other.errors {
-            *self.errors.entry(kind).or_default() += n;
-        }
-        self.last_end = self.last_end.max(other.last_end);
-        self.exhausted |= other.exhausted;
-    }
+    (tally, last_end)
 }

@@ -1,12 +1,8 @@
-//! `groups-bench`: the benchmark of the service, a tool rather than a test.
-//!
-//! On one seed of G × U memberships it runs, at each durability and client count, four
-//! workloads one after another, each removing memberships no other request touches, so every
-//! answer must be a success and a real delete: REST through `groups-gateway`, gRPC straight to
-//! `groups-server`, and `pgbench -M prepared` running the server's own statement one removal at
-//! a time (the naive limit) and in batches of the size the server formed (the batched limit).
-//! It prints throughput, latency, errors, CPU time per removal and peak memory of each process
-//! next to both baselines, then the goals, met or missed; `--json` and `--plot` write the same.
+//! `groups-bench`: the benchmark of the service, a tool rather than a test. At each durability
+//! and client count it runs the workloads (`cli::Workload`) one after another on one seed, each
+//! removing memberships no other request touches, so every answer must be a success and a real
+//! delete; it prints throughput, latency, errors, CPU per removal and peak memory next to both
+//! pgbench baselines, then the goals; `--json` and `--plot` write the same.
 
 mod batches;
 mod cli;
@@ -67,7 +63,7 @@ fn run(args: &Args) -> anyhow::Result<u64> {
         println!(
             "\n{}: fsync={}, synchronous_commit={}; {} clients; {} s warm-up + {} s measured; \
              load average before: {}",
-            point.durability(),
+            report::durability_label(point.durable),
             point.fsync,
             point.synchronous_commit,
             point.clients,

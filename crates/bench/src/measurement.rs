@@ -9,7 +9,6 @@ use serde::Serialize;
 
 /// Latencies are recorded in microseconds, from 1 µs to a minute, to 3 significant digits.
 pub(crate) fn new_histogram() -> Histogram<u64> {
-    // Fixed, valid bounds: this cannot fail.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -23,25 +22,40 @@ pub(crate) struct Plan {
     pub(crate) memberships: u64,
 }
 
-/// What a workload measured. Counts are of removals (a batched pgbench transaction is several).
+/// What a workload measured. Counts are of removals (a batched pgbench transaction is several)
+/// and, but for `latency` and `measured_ok`, include warm-up and the tail after the window.
 #[derive(Debug)]
 pub(crate) struct Measurement {
     /// Latency of every measured request (successful or not), in µs.
     pub(crate) latency: Histogram<u64>,
     /// Successful removals in the measured window.
     pub(crate) measured_ok: u64,
-    /// The measured window.
     pub(crate) window: Duration,
-    /// Removals asked for in all (warm-up and the tail after the window included).
+    /// Removals asked for.
     pub(crate) sent: u64,
-    /// Successful removals in all: each must have deleted one membership.
+    /// Successful removals: each must have deleted one membership.
     pub(crate) ok: u64,
-    /// Failed removals by kind (status, gRPC code, transport error), in all.
+    /// Failed removals by kind (status, gRPC code, transport error).
     pub(crate) errors: BTreeMap<String, u64>,
     /// The workload ran out of memberships before its time was up.
     pub(crate) exhausted: bool,
     /// Request numbers below this may have been used: what has to be put back afterwards.
     pub(crate) used_until: u64,
+}
+
+impl Default for Measurement {
+    fn default() -> Self {
+        Self {
+            latency: new_histogram(),
+            measured_ok: 0,
+            window: Duration::ZERO,
+            sent: 0,
+            ok: 0,
+            errors: BTreeMap::new(),
+            exhausted: false,
+            used_until: 0,
+        }
+    }
 }
 
 impl Measurement {
@@ -66,6 +80,19 @@ impl Measurement {
             *self.errors.entry(kind.to_owned()).or_default() += n;
         }
     }
+
+    /// Adds the counts and latencies of `other` (another task of the same run) to these.
+    pub(crate) fn merge(&mut self, other: Self) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        self.measured_ok += other.measured_ok;
+        self.sent += other.sent;
+        self.ok += other.ok;
+        for (kind, n) in other.errors {
+            self.add_errors(&kind, n);
+        }
+        self.exhausted |= other.exhausted;
+    }
 }
 
 /// Latency percentiles, in microseconds.
@@ -81,12 +108,13 @@ pub(crate) struct LatencySummary {
 
 impl LatencySummary {
     pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
+        let at = |q| histogram.value_at_quantile(q);
         Self {
             count: histogram.len(),
             mean: histogram.mean(),
-            p50: histogram.value_at_quantile(0.50),
-            p90: histogram.value_at_quantile(0.90),
-            p99: histogram.value_at_quantile(0.99),
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
             max: histogram.max(),
         }
     }

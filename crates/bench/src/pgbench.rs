@@ -1,10 +1,7 @@
-//! The database's own limits: `pgbench -M prepared` running exactly the server's statement
-//! (`groups_store::removal_statement_sql()`) on the same seed, with the same removals in flight:
-//! one removal per statement and commit (the naive limit), or B per statement and commit, B the
-//! batch size the server formed (the batched limit).
-//!
-//! Every bind is an array, as the server sends it; the API key digests are NULL, as in the
-//! server's call for an admin's account key.
+//! The database's own limits: `pgbench -M prepared` running exactly the server's statement on
+//! the same seed, with the same removals in flight, one per statement and commit (the naive
+//! limit) or B, the batch size the server formed (the batched limit). The API key digests are
+//! NULL, as in the server's call for an admin's account key.
 
 use std::fs;
 use std::path::Path;
@@ -14,39 +11,31 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 
 use crate::database::Fixture;
-use crate::measurement::{Measurement, Plan, new_histogram};
-
-/// pgbench variables for the statement's binds `$1..$7`, in order. All are arrays, one element
-/// per removal: the constant ones are bound whole, as the server binds them.
-const BIND_VARIABLES: [&str; 7] = [
-    "instance_names",
-    "account_keys",
-    "api_keys",
-    "group_ids",
-    "user_ids",
-    "request_ids",
-    "permitted",
-];
-
-/// The binds that differ per removal: pgbench variables hold numbers or fixed text, so these
-/// two arrays are built in the statement from one computed variable per removal
-/// (`ARRAY[:group_id0, ...]`), the only difference from the server's call.
-const PER_REMOVAL: [(&str, &str); 2] = [("group_ids", "group_id"), ("user_ids", "user_id")];
+use crate::measurement::{Measurement, Plan};
 
 /// Turns the server's statement into a pgbench script removing `batch` memberships per
-/// transaction: `$n` become the variables above, and the lines before it compute, per client,
-/// the memberships exactly as the load generator does (`SeedLayout::membership`): removals
+/// transaction. Every bind is an array, one element per removal, as the server binds them: the
+/// constant ones are variables holding the whole array; the group and user ids are built from
+/// one variable per removal (pgbench variables hold numbers or fixed text), the only difference
+/// from the server's call. The lines before the statement compute, per client, the memberships
+/// exactly as the load generator does (`SeedLayout::membership`): removals
 /// `k = (n·clients + client_id)·batch + j`, `j < batch`, in the client's n-th transaction (`n`
 /// persists per client; `-D n=0` starts it).
 pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
-    let mut statement = substitute_binds(sql, &BIND_VARIABLES)?;
-    for (array, scalar) in PER_REMOVAL {
+    let array = |scalar: &str| {
         let elements: Vec<String> = (0..batch).map(|j| format!(":{scalar}{j}")).collect();
-        statement = statement.replace(
-            &format!(":{array}::"),
-            &format!("ARRAY[{}]::", elements.join(", ")),
-        );
-    }
+        format!("ARRAY[{}]", elements.join(", "))
+    };
+    let (group_ids, user_ids) = (array("group_id"), array("user_id"));
+    let binds = [
+        ":instance_names",
+        ":account_keys",
+        ":api_keys",
+        &group_ids,
+        &user_ids,
+        ":request_ids",
+        ":permitted",
+    ];
     let mut script = format!(
         "-- groups-bench: {batch} removal(s) per statement and commit\n\
          \\set base (:n * :clients + :client_id) * {batch}\n\
@@ -60,7 +49,7 @@ pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
              \\set user_id{j} :first_user + :p{j} % :users\n"
         ));
     }
-    script.push_str(&statement);
+    script.push_str(&substitute_binds(sql, &binds)?);
     // Past the seed a transaction runs nothing (and is not counted), so the time pgbench runs
     // on after the measured window never removes a membership twice.
     script.push_str(";\n\\endif\n");
@@ -72,21 +61,15 @@ pub(crate) fn render_script(sql: &str, batch: u32) -> anyhow::Result<String> {
 pub(crate) fn without_audit(sql: &str) -> anyhow::Result<String> {
     const CTE: &str = ", logged AS (";
     let start = sql.find(CTE).context("the statement has no `logged` CTE")?;
+    let body = &sql[start + CTE.len()..];
     // The CTE's closing parenthesis: the first one where the depth returns to zero.
     let mut depth = 1;
-    let close = sql[start + CTE.len()..]
-        .char_indices()
-        .find(|&(_, c)| {
-            depth += match c {
-                '(' => 1,
-                ')' => -1,
-                _ => 0,
-            };
-            depth == 0
-        })
-        .map(|(i, _)| start + CTE.len() + i)
-        .context("the `logged` CTE is not closed")?;
-    let out = format!("{}{}", &sql[..start], &sql[close + 1..]);
+    let close = body.find(|c: char| {
+        depth += i32::from(c == '(') - i32::from(c == ')');
+        depth == 0
+    });
+    let close = close.context("the `logged` CTE is not closed")?;
+    let out = format!("{}{}", &sql[..start], &body[close + 1..]);
     ensure!(
         !out.contains("membership_events") && out.contains("DELETE FROM"),
         "the statement without its audit insert is not the removal: {out}"
@@ -106,13 +89,13 @@ fn array_literal<'a>(items: impl IntoIterator<Item = Option<&'a str>>) -> String
     format!("{{{}}}", elements.join(","))
 }
 
-/// Replaces each `$n` of `sql` with `:names[n-1]`; every name must be used, and no other bind
-/// or `:word` may be there (pgbench would substitute a `:word` naming one of its variables).
-fn substitute_binds(sql: &str, names: &[&str]) -> anyhow::Result<String> {
+/// Replaces each `$n` of `sql` with `binds[n-1]`; every one must be used, and no other bind or
+/// `:word` may be there (pgbench would substitute a `:word` naming one of its variables).
+fn substitute_binds(sql: &str, binds: &[&str]) -> anyhow::Result<String> {
     let bytes = sql.as_bytes();
     let bind = |w: &[u8]| w[0] == b'$' && w[1].is_ascii_digit();
     ensure!(
-        names.len() < 10 && !bytes.windows(3).any(|w| bind(w) && w[2].is_ascii_digit()),
+        binds.len() < 10 && !bytes.windows(3).any(|w| bind(w) && w[2].is_ascii_digit()),
         "more than 9 binds"
     );
     ensure!(
@@ -120,15 +103,15 @@ fn substitute_binds(sql: &str, names: &[&str]) -> anyhow::Result<String> {
         "the statement has a ':' pgbench would read"
     );
     let mut out = sql.to_owned();
-    for (i, name) in names.iter().enumerate() {
+    for (i, text) in binds.iter().enumerate() {
         let bind = format!("${}", i + 1);
         ensure!(out.contains(&bind), "the statement does not use {bind}");
-        out = out.replace(&bind, &format!(":{name}"));
+        out = out.replace(&bind, text);
     }
     ensure!(
         !out.as_bytes().windows(2).any(bind),
         "the statement has more than {} binds",
-        names.len()
+        binds.len()
     );
     Ok(out)
 }
@@ -161,11 +144,14 @@ impl Pgbench<'_> {
         let script = self.dir.join("removal.sql");
         fs::write(&script, render_script(self.sql, self.batch)?)
             .with_context(|| format!("cannot write {}", script.display()))?;
-        let clients = self.clients(plan);
-        let layout = fixture.layout;
-        let batch = self.batch as usize;
-        let digest = format!("\\x{}", hex(&fixture.key_digest));
-        let same = |value: Option<&str>| array_literal(std::iter::repeat_n(value, batch));
+        let (clients, layout) = (self.clients(plan), fixture.layout);
+        let digest: String = fixture
+            .key_digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let same =
+            |value: Option<&str>| array_literal(std::iter::repeat_n(value, self.batch as usize));
         let variables = [
             ("clients", clients.to_string()),
             ("n", "0".to_owned()),
@@ -175,59 +161,51 @@ impl Pgbench<'_> {
             ("first_user", layout.first_user.to_string()),
             ("users", layout.users.to_string()),
             ("instance_names", same(Some(&fixture.instance))),
-            ("account_keys", same(Some(&digest))),
+            ("account_keys", same(Some(&format!("\\x{digest}")))),
             ("api_keys", same(None)),
             ("request_ids", same(Some("groups-bench"))),
             (
                 "permitted",
-                array_literal(self.permitted.iter().map(|p| Some(*p))),
+                array_literal(self.permitted.iter().copied().map(Some)),
             ),
         ];
         // pgbench's clock includes connecting (and preparing) all its clients, which the window
         // leaves out; hundreds of them on a busy machine take seconds.
         let connecting = Duration::from_secs(2) + CONNECT_TIME * u32::try_from(clients)?;
-        let mut command = Command::new(self.program);
-        command
+        let seconds = (plan.warmup + plan.duration + connecting).as_secs();
+        let defines = variables.map(|(name, value)| format!("{name}={value}"));
+        let output = Command::new(self.program)
             .args(["-n", "-M", "prepared", "-l"])
             .arg(format!("--log-prefix={}", self.dir.join("log").display()))
             .arg(format!("--client={clients}"))
             .arg(format!("--jobs={}", self.threads.clamp(1, clients)))
-            .arg(format!(
-                "--time={}",
-                (plan.warmup + plan.duration + connecting).as_secs()
-            ))
+            .arg(format!("--time={seconds}"))
             .arg("-f")
-            .arg(&script);
-        for (name, value) in variables {
-            command.arg("-D").arg(format!("{name}={value}"));
-        }
-        // The URL is pgbench's "dbname": libpq expands a URI given there. Its sessions plan
-        // the statement once, as the server's pooled connections do (groups_store's pool).
-        command
+            .arg(&script)
+            .args(defines.iter().flat_map(|define| ["-D", define.as_str()]))
+            // The URL is pgbench's "dbname": libpq expands a URI given there. Its sessions plan
+            // the statement once, as the server's pooled connections do (groups_store's pool).
             .arg(&fixture.database_url)
-            .env("PGOPTIONS", "-c plan_cache_mode=force_generic_plan");
-        let output = command
+            .env("PGOPTIONS", "-c plan_cache_mode=force_generic_plan")
             .output()
             .with_context(|| format!("cannot run {}", self.program.display()))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         // 1: bad arguments or no connection, nothing ran; 2: some clients aborted mid-run,
         // which the log shows and the report counts.
-        if output.status.code() == Some(1) || output.status.code().is_none() {
+        if matches!(output.status.code(), Some(1) | None) {
             bail!("pgbench failed ({}):\n{stderr}", output.status);
         }
         let entries = read_logs(self.dir)?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
         ensure!(
             !entries.is_empty(),
-            "pgbench logged no transaction:\n{}{stderr}",
-            String::from_utf8_lossy(&output.stdout)
+            "pgbench logged no transaction:\n{stdout}{stderr}"
         );
         let mut measurement = summarise(&entries, plan, clients as u64, u64::from(self.batch));
         if !output.status.success() {
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-            measurement.add_errors(
-                &format!("pgbench {}: {}", output.status, last.unwrap_or("").trim()),
-                1,
-            );
+            let kind = format!("pgbench {}: {}", output.status, last.unwrap_or("").trim());
+            measurement.add_errors(&kind, 1);
         }
         Ok(measurement)
     }
@@ -236,10 +214,6 @@ impl Pgbench<'_> {
     pub(crate) fn clients(&self, plan: &Plan) -> usize {
         plan.clients.div_ceil(self.batch.max(1) as usize).max(1)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One line of pgbench's per-transaction log.
@@ -280,12 +254,11 @@ pub(crate) fn parse_log_line(line: &str) -> anyhow::Result<LogEntry> {
 fn read_logs(dir: &Path) -> anyhow::Result<Vec<LogEntry>> {
     let mut entries = Vec::new();
     for file in fs::read_dir(dir)?.flatten() {
-        if !file.file_name().to_string_lossy().starts_with("log.") {
-            continue;
-        }
-        let text = fs::read_to_string(file.path())?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            entries.push(parse_log_line(line)?);
+        if file.file_name().to_string_lossy().starts_with("log.") {
+            let text = fs::read_to_string(file.path())?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                entries.push(parse_log_line(line)?);
+            }
         }
     }
     Ok(entries)
@@ -307,43 +280,33 @@ pub(crate) fn summarise(
         .partition(|e| first(e) + batch <= plan.memberships);
     // From the first completion: pgbench starts every client's clock before it has connected
     // them all, so the first transactions' latencies include that wait.
-    let started = entries.iter().map(|e| e.end_us).min();
-    let from = started.unwrap_or(0) + micros(plan.warmup);
-    let last_end = real.iter().map(|e| e.end_us).max().unwrap_or(0);
-    let to = (from + micros(plan.duration)).min(last_end);
-    let mut latency = new_histogram();
-    let (mut measured_ok, mut ok, mut failed) = (0, 0, 0);
-    for entry in &real {
-        match entry.latency_us {
-            Some(us) => {
-                ok += batch;
-                if (from..=to).contains(&entry.end_us) {
-                    measured_ok += batch;
-                    latency.saturating_record(us.max(1));
-                }
-            }
-            None => failed += batch,
-        }
-    }
-    // Each client's numbers interleave: all below its next one (and the others') are taken.
+    let from = entries.iter().map(|e| e.end_us).min().unwrap_or(0) + micros(plan.warmup);
+    let end = from + micros(plan.duration);
+    let to = end.min(real.iter().map(|e| e.end_us).max().unwrap_or(0));
+    // All numbers below a client's next one (and the other clients' below theirs) are taken.
     let used_until = real
         .iter()
         .map(|e| (e.transaction + 1) * clients * batch)
         .max();
-    let mut measurement = Measurement {
-        latency,
-        measured_ok,
+    let mut m = Measurement {
         window: Duration::from_micros(to.saturating_sub(from)),
         sent: real.len() as u64 * batch,
-        ok,
-        errors: Default::default(),
-        exhausted: past
-            .iter()
-            .any(|e| e.end_us <= from + micros(plan.duration)),
+        exhausted: past.iter().any(|e| e.end_us <= end),
         used_until: used_until.unwrap_or(0).min(plan.memberships),
+        ..Measurement::default()
     };
-    measurement.add_errors("pgbench: transaction failed", failed);
-    measurement
+    for entry in &real {
+        let Some(us) = entry.latency_us else {
+            m.add_errors("pgbench: transaction failed", batch);
+            continue;
+        };
+        m.ok += batch;
+        if (from..=to).contains(&entry.end_us) {
+            m.measured_ok += batch;
+            m.latency.saturating_record(us.max(1));
+        }
+    }
+    m
 }
 
 fn micros(d: Duration) -> u64 {
@@ -367,7 +330,7 @@ mod tests {
 
     #[test]
     fn binds_become_variables() {
-        let names = ["a", "b", "c"];
+        let names = [":a", ":b", ":c"];
         let sql = "SELECT $1, $2 WHERE x = $3 AND y = $2 AND z::text = 'a$'";
         assert_eq!(
             substitute_binds(sql, &names).unwrap(),

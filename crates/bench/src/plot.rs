@@ -7,68 +7,52 @@ use anyhow::Context;
 use plotters::prelude::*;
 
 use crate::cli::Workload;
-use crate::report::{Point, Row};
+use crate::report::{Point, Row, durabilities, durability_label};
 
-/// A line of the charts: its legend and how to find its row at a point.
-struct Series {
-    name: &'static str,
-    color: RGBColor,
-    row: fn(&Point) -> Option<&Row>,
-}
-
-const SERIES: [Series; 4] = [
-    Series {
-        name: "REST (gateway → server)",
-        color: RGBColor(31, 119, 180),
-        row: |p| p.row(Workload::Rest),
-    },
-    Series {
-        name: "gRPC (server)",
-        color: RGBColor(255, 127, 14),
-        row: |p| p.row(Workload::Grpc),
-    },
-    Series {
-        name: "pgbench, 1 removal per statement",
-        color: RGBColor(44, 160, 44),
-        row: |p| p.row(Workload::Pgbench),
-    },
-    Series {
-        name: "pgbench, batches as gRPC formed",
-        color: RGBColor(214, 39, 40),
-        row: |p| p.batched_for(Workload::Grpc),
-    },
+/// The lines of the charts: legend, colour and workload (the batched pgbench's line is the one at
+/// the batch size gRPC made the server form).
+#[rustfmt::skip]
+const SERIES: [(&str, RGBColor, Workload); 4] = [
+    ("REST (gateway → server)", RGBColor(31, 119, 180), Workload::Rest),
+    ("gRPC (server)", RGBColor(255, 127, 14), Workload::Grpc),
+    ("pgbench, 1 removal per statement", RGBColor(44, 160, 44), Workload::Pgbench),
+    ("pgbench, batches as gRPC formed", RGBColor(214, 39, 40), Workload::PgbenchBatched),
 ];
+
+fn series_row(point: &Point, workload: Workload) -> Option<&Row> {
+    match workload {
+        Workload::PgbenchBatched => point.batched_for(Workload::Grpc),
+        _ => point.row(workload),
+    }
+}
 
 const CHART_SIZE: (u32, u32) = (640, 420);
 
+/// What a chart draws of a row.
+type Figure = fn(&Row) -> f64;
+
+/// The two charts of each durability: caption, y axis and figure.
+#[rustfmt::skip]
+const CHARTS: [(&str, &str, Figure); 2] = [
+    ("removals/s", "removals/s", |r| r.removals_per_second),
+    ("p99 latency", "p99 ms", |r| r.latency_us.p99 as f64 / 1000.0),
+];
+
 /// Draws `points` into an SVG file at `path`.
 pub(crate) fn draw(points: &[Point], path: &Path) -> anyhow::Result<()> {
-    let mut durabilities: Vec<bool> = points.iter().map(|p| p.durable).collect();
-    durabilities.dedup();
-    let size = (
-        2 * CHART_SIZE.0,
-        CHART_SIZE.1 * durabilities.len().max(1) as u32,
-    );
+    let durabilities = durabilities(points);
+    let blocks = durabilities.len().max(1);
+    let size = (2 * CHART_SIZE.0, CHART_SIZE.1 * blocks as u32);
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE)?;
-    let areas = root.split_evenly((durabilities.len().max(1), 2));
+    let areas = root.split_evenly((blocks, 2));
     for (i, durable) in durabilities.iter().enumerate() {
         let block: Vec<&Point> = points.iter().filter(|p| p.durable == *durable).collect();
-        let label = crate::report::durability_label(*durable);
-        chart(
-            &areas[2 * i],
-            &block,
-            &format!("removals/s, {label}"),
-            "removals/s",
-            |r| r.removals_per_second,
-        )?;
-        chart(
-            &areas[2 * i + 1],
-            &block,
-            &format!("p99 latency, {label}"),
-            "p99 ms",
-            |r| r.latency_us.p99 as f64 / 1000.0,
-        )?;
+        let label = durability_label(*durable);
+        for (j, (caption, y_desc, figure)) in CHARTS.into_iter().enumerate() {
+            let caption = format!("{caption}, {label}");
+            chart(&areas[2 * i + j], &block, &caption, y_desc, figure)?;
+        }
     }
     root.present()
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -82,24 +66,16 @@ fn chart(
     points: &[&Point],
     caption: &str,
     y_desc: &str,
-    figure: fn(&Row) -> f64,
+    figure: Figure,
 ) -> anyhow::Result<()> {
-    let lines: Vec<(&Series, Vec<(f64, f64)>)> = SERIES
-        .iter()
-        .map(|s| {
-            let line = points
-                .iter()
-                .filter_map(|p| Some((f64::from(p.clients).log2(), figure((s.row)(p)?))))
-                .filter(|(_, y)| *y > 0.0)
-                .collect();
-            (s, line)
-        })
-        .collect();
-    let max_x = points
-        .iter()
-        .map(|p| f64::from(p.clients).log2())
-        .fold(0.0, f64::max);
-    let ys = lines.iter().flat_map(|(_, l)| l.iter().map(|(_, y)| *y));
+    let x = |p: &Point| f64::from(p.clients).log2();
+    let lines = SERIES.map(|(name, color, workload)| {
+        let y = |p: &Point| Some(figure(series_row(p, workload)?)).filter(|y| *y > 0.0);
+        let line: Vec<(f64, f64)> = points.iter().filter_map(|p| Some((x(p), y(p)?))).collect();
+        (name, color, line)
+    });
+    let max_x = points.iter().map(|p| x(p)).fold(0.0, f64::max);
+    let ys = lines.iter().flat_map(|(_, _, l)| l.iter().map(|(_, y)| *y));
     let (min_y, max_y) = ys.fold((f64::MAX, 0.0_f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let (min_y, max_y) = if max_y > 0.0 {
         (min_y, max_y)
@@ -112,7 +88,6 @@ fn chart(
         .x_label_area_size(40)
         .y_label_area_size(64)
         .build_cartesian_2d(-0.3..max_x + 0.3, (min_y / 1.3..max_y * 1.8).log_scale())?;
-    let clients: Vec<u16> = points.iter().map(|p| p.clients).collect();
     chart
         .configure_mesh()
         .x_desc("clients")
@@ -121,7 +96,8 @@ fn chart(
         .y_labels(10)
         .x_label_formatter(&|x| {
             let count = x.exp2().round();
-            if clients.iter().any(|c| f64::from(*c) == count) {
+            let shown = points.iter().any(|p| f64::from(p.clients) == count);
+            if shown {
                 format!("{count}")
             } else {
                 String::new()
@@ -132,14 +108,12 @@ fn chart(
             y => format!("{y:.1}"),
         })
         .draw()?;
-    for (series, line) in &lines {
-        let color = series.color;
+    for (name, color, line) in &lines {
+        let style = color.stroke_width(2);
         chart
-            .draw_series(LineSeries::new(line.iter().copied(), color.stroke_width(2)))?
-            .label(series.name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .draw_series(LineSeries::new(line.iter().copied(), style))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart.draw_series(line.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
     }
     chart
@@ -167,8 +141,8 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
-        for series in &SERIES {
-            assert!(svg.contains(series.name), "{} in the legend", series.name);
+        for (name, _, _) in &SERIES {
+            assert!(svg.contains(name), "{name} in the legend");
         }
         assert!(svg.contains("removals/s, fsync off"));
         assert!(svg.contains("p99 latency, durable"));

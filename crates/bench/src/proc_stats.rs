@@ -1,28 +1,25 @@
-//! CPU time and peak memory of processes, read from Linux's `/proc`.
-//!
-//! CPU is `utime + stime` of `/proc/PID/stat` (every thread of the process), in clock ticks;
-//! peak memory is `VmHWM` of `/proc/PID/status`, which writing `5` to `/proc/PID/clear_refs`
-//! resets, so each workload gets a peak of its own. The whole machine's busy time, from
-//! `/proc/stat`, tells how much CPU went to processes other than the benchmark's own while it
-//! measured (other work on a shared machine skews the figures).
+//! CPU time and peak memory of processes, and the whole machine's busy time (other work on a
+//! shared machine skews the figures), read from Linux's `/proc`.
 
+use std::fmt::Display;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-/// Clock ticks a second (`getconf CLK_TCK`): the unit of the CPU times in `/proc/PID/stat`.
+/// Clock ticks a second (`getconf CLK_TCK`, asked once): the unit of the CPU times in
+/// `/proc/PID/stat`.
 pub(crate) fn ticks_per_second() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .filter(|ticks| *ticks > 0)
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let output = Command::new("getconf").arg("CLK_TCK").output().ok();
+        let text = output.and_then(|out| String::from_utf8(out.stdout).ok());
+        let ticks = text.and_then(|text| text.trim().parse().ok());
         // Linux has used 100 on every architecture for decades.
-        .unwrap_or(100)
+        ticks.filter(|ticks| *ticks > 0).unwrap_or(100)
+    })
 }
 
 /// The CPU fields of `/proc/PID/stat`, in clock ticks.
@@ -58,23 +55,19 @@ pub(crate) fn parse_stat(text: &str) -> anyhow::Result<CpuTimes> {
     })
 }
 
-/// CPU times of process `pid`.
-pub(crate) fn cpu_times(pid: u32) -> anyhow::Result<CpuTimes> {
-    let path = format!("/proc/{pid}/stat");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_stat(&text)
+/// CPU times of process `pid` (`"self"`: this one, the load generator).
+pub(crate) fn cpu_times(pid: impl Display) -> anyhow::Result<CpuTimes> {
+    parse_stat(&read(format!("/proc/{pid}/stat"))?)
 }
 
-/// CPU time of this process (the load generator).
-pub(crate) fn own_cpu_times() -> anyhow::Result<CpuTimes> {
-    parse_stat(&fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?)
-}
-
-/// Peak resident memory of `pid` since it started or since [`reset_peak_rss`], in KiB.
+/// Peak resident memory (`VmHWM`) of `pid` since it started or since [`reset_peak_rss`], in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_vm_hwm(&text).with_context(|| format!("no VmHWM in {path}"))
+    parse_vm_hwm(&read(format!("/proc/{pid}/status"))?).context("no VmHWM")
+}
+
+fn read(path: impl AsRef<Path>) -> anyhow::Result<String> {
+    let path = path.as_ref();
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn parse_vm_hwm(status: &str) -> Option<u64> {
@@ -84,8 +77,8 @@ fn parse_vm_hwm(status: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Resets the peak resident memory of `pid` to its current size; false when the kernel
-/// refused (then the peak covers the process's whole life).
+/// Resets the peak resident memory of `pid` to its current size, so each workload gets a peak
+/// of its own; false when the kernel refused (then the peak covers the process's whole life).
 pub(crate) fn reset_peak_rss(pid: u32) -> bool {
     fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
@@ -93,8 +86,7 @@ pub(crate) fn reset_peak_rss(pid: u32) -> bool {
 /// Clock ticks all CPUs have been busy since boot: `/proc/stat`'s `cpu` line less idle and
 /// iowait (guest time is already inside user time).
 pub(crate) fn machine_busy_ticks() -> anyhow::Result<u64> {
-    let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    parse_machine_busy(&text).context("no cpu line in /proc/stat")
+    parse_machine_busy(&read("/proc/stat")?).context("no cpu line in /proc/stat")
 }
 
 fn parse_machine_busy(stat: &str) -> Option<u64> {
@@ -143,11 +135,11 @@ pub(crate) fn children(root: u32) -> anyhow::Result<Vec<CpuTimes>> {
 /// The postmaster's pid, from the first line of `DATA/postmaster.pid`.
 pub(crate) fn postmaster_pid(data_dir: &Path) -> anyhow::Result<u32> {
     let path = data_dir.join("postmaster.pid");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    match text.lines().next().and_then(|l| l.trim().parse().ok()) {
-        Some(pid) => Ok(pid),
-        None => bail!("{} does not start with a pid", path.display()),
-    }
+    let pid = read(&path)?
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok());
+    pid.with_context(|| format!("{} does not start with a pid", path.display()))
 }
 
 #[cfg(test)]
@@ -158,9 +150,8 @@ mod tests {
     fn reads_cpu_fields_after_an_awkward_command_name() {
         let stat = "4242 (tokio (w) 1) S 17 4242 4242 0 -1 4194560 3011 0 0 0 \
                     250 40 7 3 20 0 9 0 12345 1000000 5000 18446744073709551615";
-        let times = parse_stat(stat).unwrap();
         assert_eq!(
-            times,
+            parse_stat(stat).unwrap(),
             CpuTimes {
                 parent_pid: 17,
                 own: 290,
@@ -187,7 +178,7 @@ mod tests {
     #[test]
     fn this_process_has_readable_figures() {
         assert!(machine_busy_ticks().is_ok());
-        assert!(own_cpu_times().is_ok());
+        assert!(cpu_times("self").is_ok());
         assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
     }
 }

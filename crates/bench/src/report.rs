@@ -1,18 +1,15 @@
-//! The results: at each point (durability × clients) one row per workload, with the REST and
-//! gRPC figures next to the naive and batched pgbench baselines, printed as tables and written
-//! as JSON.
+//! The results: at each point (durability × clients) one row per workload, the services next
+//! to the naive and batched pgbench baselines, printed as tables and written as JSON.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::batches::BatchSizes;
-use crate::cli::Workload;
+use crate::cli::Workload::{self, Grpc, Pgbench, Rest};
 use crate::measurement::{LatencySummary, Measurement};
 
-/// Cores that other processes may keep busy while a workload is measured before its figures
-/// are flagged as skewed.
+/// Cores other processes may keep busy during a workload before its figures are flagged.
 const BUSY_CORES: f64 = 0.2;
 
 /// CPU time per removal (all removals of the workload, warm-up included), in µs. `None`: the
@@ -38,11 +35,10 @@ pub(crate) struct PeakRss {
 #[derive(Debug, Serialize)]
 pub(crate) struct Row {
     pub(crate) workload: Workload,
-    /// Removals per statement: pgbench's batch; for REST and gRPC, the mean the server formed.
+    /// Removals per statement of a pgbench workload (REST and gRPC: see `batches`).
     pub(crate) batch: Option<f64>,
     /// Clients of the workload (a batched pgbench keeps as many removals in flight with fewer).
     pub(crate) clients: usize,
-    /// Successful removals a second in the measured window.
     pub(crate) removals_per_second: f64,
     pub(crate) latency_us: LatencySummary,
     pub(crate) errors: u64,
@@ -57,10 +53,9 @@ pub(crate) struct Row {
     pub(crate) seed_exhausted: bool,
     pub(crate) cpu_us_per_removal: Cpu,
     pub(crate) peak_rss_mib: PeakRss,
-    /// Cores kept busy by processes other than the benchmark's own while it ran: other work on
-    /// the machine, which the figures then share it with.
+    /// Cores kept busy by processes other than the benchmark's own while it ran.
     pub(crate) other_cores: Option<f64>,
-    /// REST and gRPC: the batches the server formed.
+    /// The batches the server formed (REST and gRPC).
     pub(crate) batches: Option<BatchSizes>,
 }
 
@@ -72,11 +67,8 @@ impl Row {
         mut m: Measurement,
         deleted: i64,
     ) -> Self {
-        let succeeded = i64::try_from(m.ok).unwrap_or(i64::MAX);
-        if deleted < succeeded {
-            let missing = u64::try_from(succeeded - deleted).unwrap_or(0);
-            m.add_errors("answered success, deleted nothing", missing);
-        }
+        let missing = u64::try_from(i128::from(m.ok) - i128::from(deleted)).unwrap_or(0);
+        m.add_errors("answered success, deleted nothing", missing);
         Self {
             workload,
             batch: None,
@@ -84,12 +76,12 @@ impl Row {
             removals_per_second: m.throughput(),
             latency_us: LatencySummary::of(&m.latency),
             errors: m.error_count(),
-            error_kinds: m.errors.clone(),
             sent: m.sent,
             succeeded: m.ok,
             deleted,
             measured_seconds: m.window.as_secs_f64(),
             seed_exhausted: m.exhausted,
+            error_kinds: m.errors,
             cpu_us_per_removal: Cpu::default(),
             peak_rss_mib: PeakRss::default(),
             other_cores: None,
@@ -102,7 +94,7 @@ impl Row {
         match (self.workload, self.batch) {
             (Workload::PgbenchBatched, Some(b)) => format!("pgbench B={b}"),
             (Workload::PgbenchUnaudited, Some(b)) => format!("pgbench B={b} unaudited"),
-            (workload, _) => workload.name().to_owned(),
+            (workload, _) => workload.name(),
         }
     }
 }
@@ -120,11 +112,6 @@ pub(crate) struct Point {
 }
 
 impl Point {
-    /// `fsync off` or `durable`.
-    pub(crate) fn durability(&self) -> &'static str {
-        durability_label(self.durable)
-    }
-
     pub(crate) fn row(&self, workload: Workload) -> Option<&Row> {
         self.rows.iter().find(|r| r.workload == workload)
     }
@@ -141,10 +128,22 @@ impl Point {
             .find(|r| r.workload == Workload::PgbenchBatched && r.batch == Some(f64::from(batch)))
     }
 
+    /// The batched baseline of gRPC's batch size, else of REST's.
+    pub(crate) fn batched(&self) -> Option<&Row> {
+        self.batched_for(Grpc).or_else(|| self.batched_for(Rest))
+    }
+
     /// `row`'s removals a second ÷ `baseline`'s.
     pub(crate) fn throughput_ratio(&self, row: &Row, baseline: Option<&Row>) -> Option<f64> {
         ratio(row.removals_per_second, baseline?.removals_per_second)
     }
+}
+
+/// The durabilities of `points`, in order.
+pub(crate) fn durabilities(points: &[Point]) -> Vec<bool> {
+    let mut durabilities: Vec<bool> = points.iter().map(|p| p.durable).collect();
+    durabilities.dedup();
+    durabilities
 }
 
 pub(crate) fn durability_label(durable: bool) -> &'static str {
@@ -155,64 +154,79 @@ pub(crate) fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
+/// A cell of a point's table, for one of its rows.
+type RowCell = fn(&Point, &Row) -> String;
+/// A cell of the summary, for one point.
+type PointCell = fn(&Point) -> String;
+
+/// The columns of a point's table: header and cell.
+#[rustfmt::skip]
+const POINT_COLUMNS: [(&str, RowCell); 16] = [
+    ("workload", |_, r| r.label()),
+    ("clients", |_, r| r.clients.to_string()),
+    ("removals/s", |_, r| format!("{:.0}", r.removals_per_second)),
+    ("÷ naive", |p, r| fixed(p.throughput_ratio(r, p.row(Pgbench)), 2)),
+    ("÷ batched", |p, r| fixed(p.throughput_ratio(r, p.batched_for(r.workload)), 2)),
+    ("p50 ms", |_, r| millis(r.latency_us.p50)),
+    ("p99 ms", |_, r| millis(r.latency_us.p99)),
+    ("p99 ÷ naive", |p, r| fixed(p.row(Pgbench).and_then(|n| ratio(p99(r), p99(n))), 2)),
+    ("errors", |_, r| r.errors.to_string()),
+    ("CPU µs/removal: server", |_, r| fixed(r.cpu_us_per_removal.server, 1)),
+    ("gateway", |_, r| fixed(r.cpu_us_per_removal.gateway, 1)),
+    ("postgres", |_, r| fixed(r.cpu_us_per_removal.postgres, 1)),
+    ("client", |_, r| fixed(r.cpu_us_per_removal.client, 1)),
+    ("RSS MiB: server", |_, r| fixed(r.peak_rss_mib.server, 1)),
+    ("gateway", |_, r| fixed(r.peak_rss_mib.gateway, 1)),
+    ("other cores", |_, r| fixed(r.other_cores, 2)),
+];
+
+/// The columns of the summary: header and cell.
+#[rustfmt::skip]
+const SUMMARY_COLUMNS: [(&str, PointCell); 16] = [
+    ("durability", |p| durability_label(p.durable).to_owned()),
+    ("clients", |p| p.clients.to_string()),
+    ("REST/s", |p| rate(p.row(Rest))),
+    ("gRPC/s", |p| rate(p.row(Grpc))),
+    ("naive pg/s", |p| rate(p.row(Pgbench))),
+    ("batched pg/s", |p| rate(p.batched())),
+    ("B", |p| fixed(p.batched().and_then(|b| b.batch), 0)),
+    ("REST÷naive", |p| vs(p, Rest, p.row(Pgbench))),
+    ("gRPC÷naive", |p| vs(p, Grpc, p.row(Pgbench))),
+    ("REST÷batched", |p| vs(p, Rest, p.batched_for(Rest))),
+    ("gRPC÷batched", |p| vs(p, Grpc, p.batched_for(Grpc))),
+    ("p99 ms: REST", |p| p99_ms(p.row(Rest))),
+    ("gRPC", |p| p99_ms(p.row(Grpc))),
+    ("naive", |p| p99_ms(p.row(Pgbench))),
+    ("batched", |p| p99_ms(p.batched())),
+    ("errors", |p| p.rows.iter().map(|r| r.errors).sum::<u64>().to_string()),
+];
+
 /// The table of one point, and below it the errors and the batches the server formed.
 pub(crate) fn point_table(point: &Point) -> String {
-    let header = "workload|clients|removals/s|÷ naive|÷ batched|p50 ms|p99 ms|p99 ÷ naive|errors|\
-                  CPU µs/removal: server|gateway|postgres|client|RSS MiB: server|gateway|other cores";
-    let mut rows = vec![columns(header)];
-    let naive = point.row(Workload::Pgbench);
-    for row in &point.rows {
-        let (l, c) = (&row.latency_us, &row.cpu_us_per_removal);
-        let batched = point.batched_for(row.workload);
-        rows.push(vec![
-            row.label(),
-            row.clients.to_string(),
-            format!("{:.0}", row.removals_per_second),
-            fixed(point.throughput_ratio(row, naive), 2),
-            fixed(point.throughput_ratio(row, batched), 2),
-            millis(l.p50),
-            millis(l.p99),
-            fixed(
-                naive.and_then(|n| ratio(l.p99 as f64, n.latency_us.p99 as f64)),
-                2,
-            ),
-            row.errors.to_string(),
-            fixed(c.server, 1),
-            fixed(c.gateway, 1),
-            fixed(c.postgres, 1),
-            fixed(c.client, 1),
-            fixed(row.peak_rss_mib.server, 1),
-            fixed(row.peak_rss_mib.gateway, 1),
-            fixed(row.other_cores, 2),
-        ]);
-    }
-    let mut out = format_columns(&rows);
+    let header = POINT_COLUMNS.map(|(name, _)| name.to_owned()).to_vec();
+    let cells = |row| POINT_COLUMNS.map(|(_, cell)| cell(point, row)).to_vec();
+    let lines = point.rows.iter().map(cells);
+    let mut out = format_columns(&std::iter::once(header).chain(lines).collect::<Vec<_>>());
     for row in &point.rows {
         let name = row.label();
+        let mut note = |text: String| out.push_str(&format!("  {name}{text}\n"));
         for (kind, n) in &row.error_kinds {
-            let _ = writeln!(out, "  {name} error: {n} x {kind}");
+            note(format!(" error: {n} x {kind}"));
         }
         if row.seed_exhausted {
-            let _ = writeln!(
-                out,
-                "  {name}: used up the seed before its time was up; seed more (--groups/--users)"
-            );
+            note(": used up the seed before its time was up; seed more (--groups/--users)".into());
         }
-        if i64::try_from(row.succeeded) != Ok(row.deleted) {
-            let (ok, deleted) = (row.succeeded, row.deleted);
-            let _ = writeln!(
-                out,
-                "  {name}: {ok} successful answers but {deleted} deleted"
-            );
+        let (ok, deleted) = (row.succeeded, row.deleted);
+        if i64::try_from(ok) != Ok(deleted) {
+            note(format!(": {ok} successful answers but {deleted} deleted"));
         }
         if let Some(busy) = row.other_cores.filter(|c| *c > BUSY_CORES) {
-            let _ = writeln!(
-                out,
-                "  {name}: other processes kept {busy:.2} cores busy: rerun"
-            );
+            note(format!(
+                ": other processes kept {busy:.2} cores busy: rerun"
+            ));
         }
         if let Some(batches) = &row.batches {
-            let _ = writeln!(out, "  {name}: server batches: {}", batches.describe());
+            note(format!(": server batches: {}", batches.describe()));
         }
     }
     out
@@ -220,47 +234,28 @@ pub(crate) fn point_table(point: &Point) -> String {
 
 /// One line per point: the services next to both baselines.
 pub(crate) fn summary_table(points: &[Point]) -> String {
-    let header = "durability|clients|REST/s|gRPC/s|naive pg/s|batched pg/s|B|REST÷naive|\
-                  gRPC÷naive|REST÷batched|gRPC÷batched|p99 ms: REST|gRPC|naive|batched|errors";
-    let mut rows = vec![columns(header)];
-    for point in points {
-        let rest = point.row(Workload::Rest);
-        let grpc = point.row(Workload::Grpc);
-        let naive = point.row(Workload::Pgbench);
-        // The batched baseline of gRPC's batch size, else of REST's.
-        let batched = point
-            .batched_for(Workload::Grpc)
-            .or_else(|| point.batched_for(Workload::Rest));
-        let rate =
-            |r: Option<&Row>| r.map_or("-".into(), |r| format!("{:.0}", r.removals_per_second));
-        let p99 = |r: Option<&Row>| r.map_or("-".into(), |r| millis(r.latency_us.p99));
-        let vs = |r: Option<&Row>, b: Option<&Row>| {
-            fixed(r.and_then(|r| point.throughput_ratio(r, b)), 2)
-        };
-        rows.push(vec![
-            point.durability().to_owned(),
-            point.clients.to_string(),
-            rate(rest),
-            rate(grpc),
-            rate(naive),
-            rate(batched),
-            fixed(batched.and_then(|b| b.batch), 0),
-            vs(rest, naive),
-            vs(grpc, naive),
-            vs(rest, point.batched_for(Workload::Rest)),
-            vs(grpc, point.batched_for(Workload::Grpc)),
-            p99(rest),
-            p99(grpc),
-            p99(naive),
-            p99(batched),
-            point.rows.iter().map(|r| r.errors).sum::<u64>().to_string(),
-        ]);
-    }
-    format_columns(&rows)
+    let header = SUMMARY_COLUMNS.map(|(name, _)| name.to_owned()).to_vec();
+    let cells = |point| SUMMARY_COLUMNS.map(|(_, cell)| cell(point)).to_vec();
+    let lines = points.iter().map(cells);
+    format_columns(&std::iter::once(header).chain(lines).collect::<Vec<_>>())
 }
 
-fn columns(header: &str) -> Vec<String> {
-    header.split('|').map(str::to_owned).collect()
+fn rate(row: Option<&Row>) -> String {
+    fixed(row.map(|r| r.removals_per_second), 0)
+}
+
+pub(crate) fn p99(row: &Row) -> f64 {
+    row.latency_us.p99 as f64
+}
+
+fn p99_ms(row: Option<&Row>) -> String {
+    row.map_or("-".into(), |r| millis(r.latency_us.p99))
+}
+
+/// `workload`'s removals a second ÷ `baseline`'s.
+fn vs(point: &Point, workload: Workload, baseline: Option<&Row>) -> String {
+    let row = point.row(workload);
+    fixed(row.and_then(|r| point.throughput_ratio(r, baseline)), 2)
 }
 
 fn millis(us: u64) -> String {
@@ -273,22 +268,22 @@ fn fixed(value: Option<f64>, decimals: usize) -> String {
 
 /// Left-aligns the first column and right-aligns the others.
 pub(crate) fn format_columns(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            let cells = rows.iter().filter_map(|r| r.get(c));
-            cells.map(|s| s.chars().count()).max().unwrap_or(0)
-        })
-        .collect();
+    let width = |c: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(c))
+            .map(|s| s.chars().count())
+            .max()
+    };
+    let widths: Vec<usize> = (0..).map_while(width).collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c == 0 {
-                let _ = write!(line, "{cell:<w$}", w = widths[c]);
+        for (c, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            line += &if c == 0 {
+                format!("{cell:<w$}")
             } else {
-                let _ = write!(line, "  {cell:>w$}", w = widths[c]);
-            }
+                format!("  {cell:>w$}")
+            };
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -316,9 +311,8 @@ pub(crate) mod tests {
             window: Duration::from_secs(1),
             sent: n,
             ok: n,
-            errors: BTreeMap::new(),
-            exhausted: false,
             used_until: n,
+            ..Measurement::default()
         };
         Row::new(workload, 32, m, n as i64)
     }
@@ -412,14 +406,13 @@ pub(crate) mod tests {
         let mut r = row(Workload::Rest, 100.0, 1000, 2000);
         assert_eq!(r.errors, 0);
         let m = Measurement {
-            latency: new_histogram(),
             measured_ok: 10,
             window: Duration::from_secs(1),
             sent: 12,
             ok: 10,
             errors: BTreeMap::from([("HTTP 503 unavailable".to_owned(), 2)]),
-            exhausted: false,
             used_until: 12,
+            ..Measurement::default()
         };
         r = Row::new(Workload::Rest, 32, m, 9);
         assert_eq!(r.errors, 3);

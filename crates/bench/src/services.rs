@@ -1,13 +1,10 @@
 //! The release binaries `groups-server` and `groups-gateway`, started on loopback port 0 next to
-//! the benchmark, and the server's metrics page.
-//!
-//! Not testkit's `ServiceCommand`: that one keeps everything a service prints in memory and
-//! panics on failure, fit for tests; here the services log a line per request for millions of
-//! requests, which go to a file, and a failure is an error to report.
+//! the benchmark. Not testkit's `ServiceCommand`, which keeps all
+//! a service prints in memory and panics on failure: here millions of log lines go to a file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -62,9 +59,9 @@ impl Stack {
         let flags = [SERVER_FLAGS, &["--database-url", database_url]].concat();
         let server = Service::spawn("groups-server", &flags, server_extra, &log("server"))?;
         let metrics = server
-            .announced_addr("metrics")
+            .metrics
             .context("groups-server announced no metrics address")?;
-        let url = format!("http://{}", server.addr());
+        let url = format!("http://{}", server.addr);
         let flags = [GATEWAY_FLAGS, &["--server-url", &url]].concat();
         let gateway = Service::spawn("groups-gateway", &flags, gateway_extra, &log("gateway"))?;
         Ok(Self {
@@ -78,7 +75,7 @@ impl Stack {
     pub(crate) fn check_running(&mut self, during: &str) -> anyhow::Result<()> {
         for service in [&mut self.server, &mut self.gateway] {
             ensure!(
-                matches!(service.child.try_wait(), Ok(None)),
+                service.running(),
                 "{} died during {during}; its log ends:\n{}",
                 service.name,
                 service.log_tail()
@@ -100,9 +97,9 @@ impl Stack {
 pub(crate) struct Service {
     name: &'static str,
     child: Child,
-    addr: SocketAddr,
-    /// The whole `{"listening":...}` line: other addresses it serves (the server's `metrics`).
-    announced: serde_json::Value,
+    /// The addresses of its `{"listening":"ADDR","metrics":"ADDR"}` line.
+    pub(crate) addr: SocketAddr,
+    metrics: Option<SocketAddr>,
     log: PathBuf,
     watchdog: Option<Child>,
 }
@@ -139,43 +136,35 @@ impl Service {
             name,
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            announced: serde_json::Value::Null,
+            metrics: None,
             log: log.to_path_buf(),
             watchdog,
         };
-        let Ok((addr, announced)) = rx.recv_timeout(STARTUP_TIMEOUT) else {
+        let Ok((addr, metrics)) = rx.recv_timeout(STARTUP_TIMEOUT) else {
             service.stop();
             bail!(
                 "{name} did not print its address within {STARTUP_TIMEOUT:?}; its log ends:\n{}",
                 service.log_tail()
             );
         };
-        service.addr = addr;
-        service.announced = announced;
+        (service.addr, service.metrics) = (addr, metrics);
         Ok(service)
     }
 
-    /// The address it serves on.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Another address of its `{"listening":...}` line, such as the server's `"metrics"`.
-    fn announced_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.announced.get(name)?.as_str()?.parse().ok()
-    }
-
-    /// Its process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The last few KiB of its log, for error messages.
     fn log_tail(&self) -> String {
         let mut text = String::new();
         if let Ok(mut file) = File::open(&self.log) {
-            let len = file.metadata().map_or(0, |m| m.len());
-            let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+            // A shorter log fails the seek and is read whole.
+            let _ = file.seek(SeekFrom::End(-4096));
             let _ = file.read_to_string(&mut text);
         }
         text
@@ -183,15 +172,15 @@ impl Service {
 
     /// Asks it to stop (SIGTERM, as a supervisor would) and waits; kills it if it lingers.
     fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        if self.running() {
             // `kill` the command: sending a signal from Rust needs libc and `unsafe`.
             let pid = self.child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while self.running() && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(20));
             }
-            if matches!(self.child.try_wait(), Ok(None)) {
+            if self.running() {
                 eprintln!("groups-bench: {} ignored SIGTERM; killing it", self.name);
                 let _ = self.child.kill();
             }
@@ -210,9 +199,9 @@ impl Drop for Service {
     }
 }
 
-/// Reads stdout line by line, sends the first listening address, then keeps draining (a full
+/// Reads stdout line by line, sends the first listening addresses, then keeps draining (a full
 /// pipe would block the service).
-fn read_listening_line(stdout: impl Read, tx: &mpsc::Sender<(SocketAddr, serde_json::Value)>) {
+fn read_listening_line(stdout: impl Read, tx: &mpsc::Sender<Addresses>) {
     let mut sent = false;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
@@ -222,28 +211,13 @@ fn read_listening_line(stdout: impl Read, tx: &mpsc::Sender<(SocketAddr, serde_j
     }
 }
 
-/// The address of a `{"listening":"ADDR",...}` line, and the whole line.
-fn listening_address(line: &str) -> Option<(SocketAddr, serde_json::Value)> {
-    let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-    let addr = value.get("listening")?.as_str()?.parse().ok()?;
-    Some((addr, value))
-}
+type Addresses = (SocketAddr, Option<SocketAddr>);
 
-/// The server's Prometheus page at `addr` (`GET /metrics` over HTTP/1.0, read to the end).
-pub(crate) fn scrape_metrics(addr: SocketAddr) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("cannot reach the metrics page at {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or("");
-    ensure!(
-        status.contains(" 200 "),
-        "{addr}/metrics answered {status:?}"
-    );
-    Ok(body.to_owned())
+/// The addresses of a `{"listening":"ADDR",...}` line: that one, and `metrics` if given.
+fn listening_address(line: &str) -> Option<Addresses> {
+    let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    let addr = |name: &str| value.get(name)?.as_str()?.parse().ok();
+    Some((addr("listening")?, addr("metrics")))
 }
 
 #[cfg(test)]
@@ -253,9 +227,9 @@ mod tests {
     #[test]
     fn reads_the_listening_line() {
         let line = "{\"listening\":\"127.0.0.1:4321\",\"metrics\":\"127.0.0.1:9\"}\n";
-        let (addr, announced) = listening_address(line).unwrap();
+        let (addr, metrics) = listening_address(line).unwrap();
         assert_eq!(addr, "127.0.0.1:4321".parse().unwrap());
-        assert_eq!(announced["metrics"], "127.0.0.1:9");
+        assert_eq!(metrics, Some("127.0.0.1:9".parse().unwrap()));
         assert_eq!(listening_address("INFO starting"), None);
         assert_eq!(listening_address("{\"listening\":\"nowhere\"}"), None);
     }

@@ -2,6 +2,7 @@
 //! (a point) fresh services and every workload in turn, each measured from `/proc` and the
 //! server's metrics, checked by counting the memberships left, and its removals put back.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,6 @@ pub(crate) struct Session<'a> {
     work_dir: PathBuf,
     postgres: PrivatePostgres,
     pgbench_program: Option<PathBuf>,
-    ticks_per_second: u64,
 }
 
 /// The machine and database the figures come from.
@@ -47,17 +47,11 @@ impl<'a> Session<'a> {
         // Found before anything slow happens, so a missing build fails at once.
         services::sibling_binary("groups-server")?;
         services::sibling_binary("groups-gateway")?;
-        let workloads = args.workload_list();
-        let pgbench_program = workloads
-            .iter()
-            .any(|w| !w.uses_server())
-            .then(find_pgbench)
-            .transpose()?;
+        let needs_pgbench = args.workload_list().iter().any(|w| !w.uses_server());
+        let pgbench_program = needs_pgbench.then(find_pgbench).transpose()?;
         let work_dir = work_dir()?;
-        eprintln!(
-            "groups-bench: starting a private PostgreSQL in {}",
-            work_dir.display()
-        );
+        let shown = work_dir.display();
+        eprintln!("groups-bench: starting a private PostgreSQL in {shown}");
         // pgbench's clients and the server's pool at once, with room to spare.
         let most = args.client_counts().into_iter().max().unwrap_or(1);
         let postgres = PrivatePostgres::start(&work_dir, u32::from(most) + 100, args.keep_dir)?;
@@ -72,31 +66,27 @@ impl<'a> Session<'a> {
             work_dir,
             postgres,
             pgbench_program,
-            ticks_per_second: proc_stats::ticks_per_second(),
         })
     }
 
     /// Stops the private PostgreSQL (the watchdog would, once this process is gone).
-    pub(crate) fn tear_down(&self) {
+    pub(crate) fn tear_down(self) {
         self.postgres.stop();
     }
 
     /// Seeds, then runs every point: each durability in turn, each client count within it.
     pub(crate) fn run(&self) -> anyhow::Result<(Vec<Point>, Environment)> {
-        let args = self.args;
+        let (groups, users) = (self.args.groups, self.args.users);
         let database_url = self.postgres.create_database("bench")?;
         let mut conn = database::connect(&database_url)?;
         let tag = format!("bench-{}", unix_seconds());
-        let (groups, users) = (args.groups, args.users);
+        let memberships = groups * users;
         eprintln!(
-            "groups-bench: seeding {} memberships ({groups} groups x {users} users)",
-            groups * users
+            "groups-bench: seeding {memberships} memberships ({groups} groups x {users} users)"
         );
         let fixture = Fixture::create(&mut conn, &database_url, &tag, (groups, users))?;
-        eprintln!(
-            "groups-bench: seeded in {:.1} s (instance {})",
-            fixture.seed_seconds, fixture.instance
-        );
+        let (seconds, instance) = (fixture.seed_seconds, &fixture.instance);
+        eprintln!("groups-bench: seeded in {seconds:.1} s (instance {instance})");
         let environment = Environment {
             cpus: std::thread::available_parallelism().map_or(0, usize::from),
             postgres: database::setting(&mut conn, "server_version"),
@@ -105,9 +95,9 @@ impl<'a> Session<'a> {
             removal_statement: groups_store::removal_statement_sql(),
         };
         let mut points = Vec::new();
-        for durable in args.durability_modes() {
+        for durable in self.args.durability_modes() {
             database::set_durability(&mut conn, durable)?;
-            for clients in args.client_counts() {
+            for clients in self.args.client_counts() {
                 points.push(self.run_point(&mut conn, &fixture, clients)?);
             }
         }
@@ -126,32 +116,23 @@ impl<'a> Session<'a> {
         let synchronous_commit = database::setting(conn, "synchronous_commit");
         let durable = fsync == "on" && synchronous_commit != "off";
         let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let label = format!("{}-{clients}", if durable { "durable" } else { "fast" });
+        let recent: Vec<&str> = load_average.split_whitespace().take(3).collect();
         eprintln!(
-            "groups-bench: {} clients, fsync={fsync}, synchronous_commit={synchronous_commit}, \
-             load average {}",
-            clients,
-            load_average
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
+            "groups-bench: {clients} clients, fsync={fsync}, \
+             synchronous_commit={synchronous_commit}, load average {}",
+            recent.join(" ")
         );
+        let label = format!("{}-{clients}", if durable { "durable" } else { "fast" });
         let extra = (&self.args.server_args[..], &self.args.gateway_args[..]);
         let mut services = Stack::start(&self.work_dir, &label, &fixture.database_url, extra)?;
         let mut rows: Vec<Row> = Vec::new();
         for workload in self.args.workload_list() {
-            let batches: Vec<u32> = if workload.is_batched() {
-                let mut sizes: Vec<u32> = rows
-                    .iter()
-                    .filter_map(|r| r.batches.as_ref()?.typical())
-                    .filter(|b| *b > 1) // 1 is the naive baseline
-                    .collect();
-                sizes.sort_unstable();
-                sizes.dedup();
-                sizes
+            let batches: BTreeSet<u32> = if workload.is_batched() {
+                // The sizes the server formed in the workloads before (1 is the naive baseline).
+                let formed = rows.iter().filter_map(|r| r.batches.as_ref()?.typical());
+                formed.filter(|b| *b > 1).collect()
             } else {
-                vec![1]
+                BTreeSet::from([1])
             };
             for batch in batches {
                 let row = self.run_workload(conn, fixture, &services, workload, batch, clients)?;
@@ -183,25 +164,17 @@ impl<'a> Session<'a> {
     ) -> anyhow::Result<Row> {
         fixture.settle(conn);
         let before = fixture.count(conn)?;
-        let (server, gateway) = match workload {
-            Workload::Rest => (Some(services.server.pid()), Some(services.gateway.pid())),
-            Workload::Grpc => (Some(services.server.pid()), None),
-            Workload::Pgbench | Workload::PgbenchBatched | Workload::PgbenchUnaudited => {
-                (None, None)
-            }
-        };
+        let server = workload.uses_server().then(|| services.server.pid());
+        let gateway = (workload == Workload::Rest).then(|| services.gateway.pid());
         for pid in [server, gateway].into_iter().flatten() {
             if !proc_stats::reset_peak_rss(pid) {
                 eprintln!("groups-bench: cannot reset the peak memory of pid {pid}");
             }
         }
-        let scrape = || -> anyhow::Result<Option<BatchSizes>> {
-            let page = workload
-                .uses_server()
-                .then(|| services::scrape_metrics(services.metrics));
-            Ok(page.transpose()?.map(|page| BatchSizes::parse(&page)))
-        };
-        let postmaster = proc_stats::postmaster_pid(&self.postgres.data_dir()).ok();
+        // The server's batches, when the workload goes through it.
+        let metrics = server.map(|_| services.metrics);
+        let scrape = || metrics.map(BatchSizes::scrape).transpose();
+        let postmaster = proc_stats::postmaster_pid(&self.postgres.data_dir).ok();
         let plan = Plan {
             warmup: Duration::from_secs(self.args.warmup),
             duration: Duration::from_secs(self.args.duration),
@@ -210,8 +183,8 @@ impl<'a> Session<'a> {
         };
         let batches_before = scrape()?;
         let backends = postmaster
-            .filter(|_| !workload.uses_server())
-            .and_then(|pm| proc_stats::children(pm).ok().map(|c| c.len()));
+            .filter(|_| server.is_none())
+            .and_then(|pm| Some(proc_stats::children(pm).ok()?.len()));
         let cpu_before = CpuSnapshot::take(server, gateway, postmaster);
         let (measurement, workload_clients) =
             self.drive(workload, batch, &plan, fixture, services)?;
@@ -224,24 +197,23 @@ impl<'a> Session<'a> {
             std::thread::sleep(Duration::from_millis(20));
         }
         let cpu_after = CpuSnapshot::take(server, gateway, postmaster);
+        let (cpu, other_cores) = cpu_after.since(&cpu_before, workload, measurement.sent);
         let batches = scrape()?
             .zip(batches_before)
             .map(|(after, before)| after.since(&before));
-        let after = fixture.count(conn)?;
+        let deleted = before - fixture.count(conn)?;
         let used = measurement.used_until;
-        let mut row = Row::new(workload, workload_clients, measurement, before - after);
-        row.batch = (!workload.uses_server()).then_some(f64::from(batch));
-        row.batches = batches;
-        row.cpu_us_per_removal =
-            cpu_after.per_removal(&cpu_before, workload, row.sent, self.ticks_per_second);
-        row.other_cores = cpu_after.other_cores(&cpu_before, self.ticks_per_second);
-        let mib = |pid: Option<u32>| {
-            let kib = proc_stats::peak_rss_kib(pid?).ok()?;
-            Some(kib as f64 / 1024.0)
-        };
-        row.peak_rss_mib = PeakRss {
-            server: mib(server),
-            gateway: mib(gateway),
+        let mib = |pid: Option<u32>| Some(proc_stats::peak_rss_kib(pid?).ok()? as f64 / 1024.0);
+        let row = Row {
+            batch: server.is_none().then_some(f64::from(batch)),
+            batches,
+            cpu_us_per_removal: cpu,
+            other_cores,
+            peak_rss_mib: PeakRss {
+                server: mib(server),
+                gateway: mib(gateway),
+            },
+            ..Row::new(workload, workload_clients, measurement, deleted)
         };
         eprintln!(
             "groups-bench:   {}: {:.0} removals/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
@@ -264,32 +236,28 @@ impl<'a> Session<'a> {
         fixture: &Fixture,
         services: &Stack,
     ) -> anyhow::Result<(Measurement, usize)> {
-        let layout = fixture.layout;
+        let (instance, key, layout) = (&fixture.instance, &fixture.key, fixture.layout);
         let measurement = match workload {
             Workload::Rest => {
-                let addr = services.gateway.addr();
+                let addr = services.gateway.addr;
                 let removers = (0..plan.clients)
-                    .map(|_| RestRemover::new(addr, &fixture.instance, &fixture.key))
+                    .map(|_| RestRemover::new(addr, instance, key))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 self.runtime.block_on(load::drive(removers, plan, layout))?
             }
             Workload::Grpc => self.runtime.block_on(async {
                 let count = usize::from(self.args.grpc_channels);
-                let channels = GrpcRemover::channels(services.server.addr(), count).await?;
-                let removers = (0..plan.clients)
-                    .map(|i| {
-                        let channel = channels[i % channels.len()].clone();
-                        GrpcRemover::new(channel, &fixture.instance, &fixture.key)
-                    })
+                let channels = GrpcRemover::channels(services.server.addr, count).await?;
+                let removers = (channels.iter().cycle().take(plan.clients))
+                    .map(|channel| GrpcRemover::new(channel.clone(), instance, key))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 load::drive(removers, plan, layout).await
             })?,
             Workload::Pgbench | Workload::PgbenchBatched | Workload::PgbenchUnaudited => {
+                let sql = groups_store::removal_statement_sql();
                 let sql = match workload {
-                    Workload::PgbenchUnaudited => {
-                        pgbench::without_audit(groups_store::removal_statement_sql())?
-                    }
-                    _ => groups_store::removal_statement_sql().to_owned(),
+                    Workload::PgbenchUnaudited => pgbench::without_audit(sql)?,
+                    _ => sql.to_owned(),
                 };
                 let pgbench = Pgbench {
                     program: self.pgbench_program.as_deref().context("no pgbench")?,
@@ -299,31 +267,29 @@ impl<'a> Session<'a> {
                     permitted: groups_core::Permission::RemoveMembers.labels(),
                     batch,
                 };
-                let clients = pgbench.clients(plan);
-                return Ok((pgbench.run(plan, fixture)?, clients));
+                return Ok((pgbench.run(plan, fixture)?, pgbench.clients(plan)));
             }
         };
         Ok((measurement, plan.clients))
     }
 }
 
-/// CPU ticks of the processes a workload involves, and of the whole machine, at one moment.
+/// CPU ticks, at one moment, of the processes a workload involves and of the whole machine.
 #[derive(Debug, Clone, Copy)]
 struct CpuSnapshot {
     at: Instant,
     server: Option<u64>,
     gateway: Option<u64>,
     postgres: Option<u64>,
-    /// This process: the load generator.
+    /// This process (the load generator), and its reaped children (pgbench).
     own: Option<u64>,
-    /// This process's reaped children: pgbench.
     children: Option<u64>,
     machine: Option<u64>,
 }
 
 impl CpuSnapshot {
     fn take(server: Option<u32>, gateway: Option<u32>, postmaster: Option<u32>) -> Self {
-        let own = proc_stats::own_cpu_times().ok();
+        let own = proc_stats::cpu_times("self").ok();
         let of = |pid: Option<u32>| Some(proc_stats::cpu_times(pid?).ok()?.own);
         Self {
             at: Instant::now(),
@@ -336,43 +302,39 @@ impl CpuSnapshot {
         }
     }
 
-    /// Ticks of each process since `before`, per removal, in µs.
-    fn per_removal(
-        &self,
-        before: &Self,
-        workload: Workload,
-        removals: u64,
-        ticks_per_second: u64,
-    ) -> Cpu {
-        let per = |after: Option<u64>, before: Option<u64>| {
-            let ticks = after?.checked_sub(before?)?;
-            (removals > 0).then(|| ticks as f64 * 1e6 / ticks_per_second as f64 / removals as f64)
+    /// The CPU time of each process since `before`, in µs per removal, and the cores kept busy
+    /// meanwhile by processes other than the ones measured.
+    fn since(&self, before: &Self, workload: Workload, removals: u64) -> (Cpu, Option<f64>) {
+        let delta = |ticks: fn(&Self) -> Option<u64>| ticks(self)?.checked_sub(ticks(before)?);
+        let seconds = |ticks: u64| ticks as f64 / proc_stats::ticks_per_second() as f64;
+        let per = |ticks: Option<u64>| {
+            Some(seconds(ticks?) * 1e6 / removals as f64).filter(|_| removals > 0)
         };
-        let client = if workload.uses_server() {
-            per(self.own, before.own)
-        } else {
-            per(self.children, before.children)
+        let (server, gateway) = (delta(|s| s.server), delta(|s| s.gateway));
+        let (own, children) = (delta(|s| s.own), delta(|s| s.children));
+        let postgres = delta(|s| s.postgres);
+        let cpu = Cpu {
+            server: per(server),
+            gateway: per(gateway),
+            postgres: per(postgres),
+            client: per(if workload.uses_server() {
+                own
+            } else {
+                children
+            }),
         };
-        Cpu {
-            server: per(self.server, before.server),
-            gateway: per(self.gateway, before.gateway),
-            postgres: per(self.postgres, before.postgres),
-            client,
-        }
-    }
-
-    /// Cores kept busy since `before` by processes other than the ones measured.
-    fn other_cores(&self, before: &Self, ticks_per_second: u64) -> Option<f64> {
-        let delta = |after: Option<u64>, before: Option<u64>| after?.checked_sub(before?);
-        let machine = delta(self.machine, before.machine)?;
-        let ours = delta(self.postgres, before.postgres)?
-            + delta(self.own, before.own).unwrap_or(0)
-            + delta(self.children, before.children).unwrap_or(0)
-            + delta(self.server, before.server).unwrap_or(0)
-            + delta(self.gateway, before.gateway).unwrap_or(0);
-        let seconds = self.at.duration_since(before.at).as_secs_f64();
-        (seconds > 0.0)
-            .then(|| machine.saturating_sub(ours) as f64 / ticks_per_second as f64 / seconds)
+        let elapsed = self.at.duration_since(before.at).as_secs_f64();
+        let other_cores = delta(|s| s.machine)
+            .zip(postgres)
+            .and_then(|(machine, postgres)| {
+                let ours = postgres
+                    + [own, children, server, gateway]
+                        .iter()
+                        .flatten()
+                        .sum::<u64>();
+                (elapsed > 0.0).then(|| seconds(machine.saturating_sub(ours)) / elapsed)
+            });
+        (cpu, other_cores)
     }
 }
 
@@ -388,7 +350,7 @@ fn find_pgbench() -> anyhow::Result<PathBuf> {
         .find(|p| p.is_file())
         .context(
             "no pgbench next to PostgreSQL's server binaries or on PATH; install it (Debian: \
-         postgresql-client) or leave out the pgbench workloads",
+             postgresql-client) or leave out the pgbench workloads",
         )
 }
 
