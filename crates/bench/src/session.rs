@@ -69,9 +69,16 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Stops the private PostgreSQL (the watchdog would, once this process is gone).
+    /// Stops the private PostgreSQL and, without `--keep-dir`, removes the work directory
+    /// (stopping the server dismisses the watchdog that would otherwise have removed it).
     pub(crate) fn tear_down(self) {
         self.postgres.stop();
+        if !self.args.keep_dir
+            && let Err(error) = std::fs::remove_dir_all(&self.work_dir)
+        {
+            let shown = self.work_dir.display();
+            eprintln!("groups-bench: cannot remove {shown}: {error}");
+        }
     }
 
     /// Seeds, then runs every point: each durability in turn, each client count within it.
