@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -43,7 +43,13 @@ pub(crate) fn describe_metrics() {
 }
 
 /// The outermost layer: see the module's documentation.
-pub(crate) async fn observe_request(request: Request, next: Next) -> Response {
+///
+/// `known` are the route templates (statics, so the label allocates nothing per request).
+pub(crate) async fn observe_request(
+    State(known): State<&'static [&'static str]>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = RequestId::from_headers(request.headers());
     let method = groups_runtime::method_label(request.method());
@@ -58,7 +64,7 @@ pub(crate) async fn observe_request(request: Request, next: Next) -> Response {
     let route = response
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|matched| crate::routes::routes().find(|r| *r == matched.as_str()))
+        .and_then(|matched| known.iter().copied().find(|r| *r == matched.as_str()))
         .unwrap_or(UNMATCHED_ROUTE);
     groups_runtime::name_span(&span, || format!("{method} {route}"));
     let status = status_label(response.status());

@@ -3,7 +3,7 @@
 //! the edge layers (CORS for browsers, one access-log line).
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::Json;
@@ -74,6 +74,9 @@ pub fn routes() -> impl Iterator<Item = &'static str> {
         .into_iter()
         .chain(OPERATIONS.into_iter().flatten())
 }
+
+/// [`routes`], collected once: the observing layer's metric labels.
+static ROUTE_TEMPLATES: LazyLock<Vec<&'static str>> = LazyLock::new(|| routes().collect());
 
 /// `Allow` of the removal routes and of the read routes.
 const DELETE_METHODS: &str = "DELETE, OPTIONS";
@@ -446,7 +449,10 @@ pub(crate) fn app(gateway: Arc<Gateway>, guard: Arc<Shield>) -> Router {
     // Outermost: the request id's span wraps everything, the access-log line included.
     Router::new()
         .fallback_service(outer)
-        .layer(middleware::from_fn(observe::observe_request))
+        .layer(middleware::from_fn_with_state(
+            ROUTE_TEMPLATES.as_slice(),
+            observe::observe_request,
+        ))
 }
 
 /// Panic recovery and route tagging, for the application's routes (and tests' extra ones).

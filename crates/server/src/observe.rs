@@ -22,7 +22,13 @@ use tonic::Code;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::pipeline::Arrival;
+/// Set on every request before its method runs: when it arrived and its request id (read by
+/// `crate::pipeline`).
+#[derive(Debug, Clone)]
+pub(crate) struct Arrival {
+    pub(crate) at: Instant,
+    pub(crate) request_id: RequestId,
+}
 
 /// Counter of RPCs answered, by `method` and `code`.
 pub const RPCS_TOTAL: &str = "groups_server_rpcs_total";

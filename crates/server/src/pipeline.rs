@@ -15,16 +15,9 @@ use tonic::Status;
 
 use crate::credential::credential_from;
 use crate::deadline::deadline_from;
-use crate::observe::DATABASE_ERRORS_TOTAL;
+use crate::observe::{Arrival, DATABASE_ERRORS_TOTAL};
 use crate::status::status_of;
 use crate::workers::Budget;
-
-/// Set by `crate::observe` on every request: when it arrived and its request id.
-#[derive(Debug, Clone)]
-pub(crate) struct Arrival {
-    pub(crate) at: Instant,
-    pub(crate) request_id: RequestId,
-}
 
 /// A call as every method needs it.
 #[derive(Debug)]
